@@ -1,0 +1,304 @@
+"""What the KV cache holds, and how it is brought to a new target context.
+
+The target is a list of segments (one per file, then the request tail). Attention is causal, so
+after an edit only the tokens from the first changed one onward must be decoded again. How far back
+the cache can be rewound depends on the model:
+
+- dense attention (and sliding-window models with a full-size SWA cache): truncation anywhere is
+  free and exact;
+- sliding-window attention with a small SWA cache: truncation is exact only while the cache still
+  holds the window before the cut; beyond that a partial-state checkpoint must be restored;
+- recurrent and hybrid models: the recurrent state cannot be truncated at all; only a checkpoint
+  brings it back.
+
+Checkpoints are taken while decoding, every `checkpoint_interval` tokens and at segment boundaries.
+A checkpoint that fails to restore is dropped and an earlier one tried, down to an empty cache:
+slower, never wrong. One instance owns one llama context and is used from one thread.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import itertools
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable, Literal, Sequence
+
+import llama_cpp
+import numpy as np
+
+from .checkpoints import Checkpoint, CheckpointStore, checkpoint_positions
+from .model import Model
+from .options import EngineOptions
+
+log = logging.getLogger("coderag_daemon.engine")
+
+Strategy = Literal["truncate", "swa-full", "swa-checkpoints", "state-checkpoints"]
+RestoreKind = Literal["none", "truncate", "checkpoint", "reset"]
+_PARTIAL = llama_cpp.LLAMA_STATE_SEQ_FLAGS_PARTIAL_ONLY
+_SEQ = 0
+_KV_TYPES = {"f16": llama_cpp.GGML_TYPE_F16, "f32": llama_cpp.GGML_TYPE_F32}
+
+
+class EngineError(RuntimeError):
+    """llama.cpp refused an operation the engine needed."""
+
+
+class ContextOverflowError(EngineError):
+    """The target context does not fit in n_ctx; the caller must trim it."""
+
+
+@dataclass
+class UpdateStats:
+    """What one update did; the daemon reports these per request."""
+
+    n_tokens: int
+    first_changed: int
+    restored_from: int
+    restore_kind: RestoreKind
+    tokens_reprocessed: int = 0
+    restore_ms: float = 0.0
+    decode_ms: float = 0.0
+    checkpoint_ms: float = 0.0
+    checkpoints_taken: int = 0
+    checkpoints_invalidated: int = 0
+    completed: bool = True
+
+    @property
+    def tokens_kept(self) -> int:
+        return self.restored_from
+
+
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
+
+
+class ContextCache:
+    """One llama context whose sequence 0 holds `self.tokens`, plus its checkpoints."""
+
+    def __init__(self, model: Model, options: EngineOptions | None = None) -> None:
+        self.model = model
+        self.options = options or EngineOptions()
+        self.strategy: Strategy = self._choose_strategy()
+        self.ctx = self._create_context(swa_full=self.strategy == "swa-full")
+        self.memory = llama_cpp.llama_get_memory(self.ctx)
+        self.n_ctx = llama_cpp.llama_n_ctx(self.ctx)
+        self._batch = llama_cpp.llama_batch_init(self.options.n_batch, 0, 1)
+        self.tokens: list[int] = []
+        self.checkpoints = CheckpointStore(self.options.checkpoint_budget_bytes)
+        self._logits: np.ndarray | None = None
+        log.info("cache: %s model, strategy %s, n_ctx %d, interval %d", model.kind, self.strategy, self.n_ctx, self.options.checkpoint_interval)
+
+    # --- set-up -------------------------------------------------------------------------------
+
+    def _choose_strategy(self) -> Strategy:
+        kind = self.model.kind
+        if kind == "dense":
+            return "truncate"
+        if kind in ("recurrent", "hybrid"):
+            return "state-checkpoints"
+        mode = self.options.swa_mode
+        if mode == "auto":
+            needed = self.swa_checkpoint_estimate() * math.ceil(self.options.n_ctx / self.options.checkpoint_interval)
+            mode = "checkpoints" if needed <= self.options.checkpoint_budget_bytes else "full"
+            log.info("swa_mode auto: ~%d MiB of checkpoints for full coverage vs a %d MiB budget -> %s",
+                     needed >> 20, self.options.checkpoint_budget_bytes >> 20, mode)
+        return "swa-checkpoints" if mode == "checkpoints" else "swa-full"
+
+    def swa_checkpoint_estimate(self) -> int:
+        """Upper bound of one partial-state image: every layer's SWA cache, K and V."""
+        meta, arch = self.model.metadata, self.model.arch
+        n_layer = int(meta.get(f"{arch}.block_count", 1))
+        n_head = int(meta.get(f"{arch}.attention.head_count", 1))
+        n_head_kv = int(meta.get(f"{arch}.attention.head_count_kv", n_head))
+        head_dim = int(meta.get(f"{arch}.embedding_length", 0)) // max(n_head, 1)
+        k_len = int(meta.get(f"{arch}.attention.key_length", head_dim))
+        v_len = int(meta.get(f"{arch}.attention.value_length", head_dim))
+        cells = min(self.options.n_ctx, -(-(self.model.n_swa + self.options.n_batch) // 256) * 256)
+        return n_layer * cells * n_head_kv * (k_len + v_len) * (4 if self.options.kv_type == "f32" else 2)
+
+    def _create_context(self, swa_full: bool) -> llama_cpp.llama_context_p:
+        o = self.options
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx = o.n_ctx
+        params.n_batch = o.n_batch
+        params.n_ubatch = o.n_batch
+        params.n_seq_max = 1
+        params.n_threads = params.n_threads_batch = o.n_threads
+        params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if o.flash_attn else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        params.swa_full = swa_full
+        params.no_perf = True
+        params.type_k = params.type_v = _KV_TYPES[o.kv_type]
+        if o.n_ctx > self.model.n_ctx_train > 0:
+            log.warning("n_ctx %d exceeds the %d tokens %s was trained on; quality may drop past that", o.n_ctx, self.model.n_ctx_train, self.model.name)
+        ctx = llama_cpp.llama_init_from_model(self.model.ptr, params)
+        if not ctx:
+            raise EngineError(f"llama.cpp could not create a context of {o.n_ctx} tokens for {self.model.path.name} (out of memory?); try a smaller n_ctx")
+        return ctx
+
+    def close(self) -> None:
+        if self.ctx:
+            llama_cpp.llama_batch_free(self._batch)
+            llama_cpp.llama_free(self.ctx)
+            self.ctx = None
+
+    def __del__(self) -> None:
+        self.close()
+
+    # --- the update -------------------------------------------------------------------------------
+
+    @property
+    def uses_checkpoints(self) -> bool:
+        return self.strategy in ("swa-checkpoints", "state-checkpoints")
+
+    def update(self, segments: Sequence[Sequence[int]], interrupt: Callable[[], bool] | None = None) -> UpdateStats:
+        """Make the cache hold the concatenated segments, decoding as little as possible.
+
+        `interrupt` is polled before every batch; when it returns True the update stops there and
+        the cache holds a valid prefix of the target (stats.completed is False), so the next update
+        resumes where this one stopped.
+        """
+        target = list(itertools.chain.from_iterable(segments))
+        if not target:
+            raise ValueError("the target context is empty")
+        if len(target) > self.n_ctx:
+            raise ContextOverflowError(f"the context needs {len(target)} tokens but n_ctx is {self.n_ctx}; trim it or raise n_ctx")
+        boundaries = list(itertools.accumulate(len(s) for s in segments))
+        p = common_prefix(self.tokens, target)
+        n = len(target)
+        if p == n == len(self.tokens) and self._logits is not None:
+            return UpdateStats(n, p, p, "none")
+        # The last token is decoded again when needed: its logits start the generation.
+        p = min(p, n - 1)
+        dropped = self.checkpoints.invalidate_after(p)
+        t0 = time.perf_counter()
+        r, kind = self._rewind(p)
+        stats = UpdateStats(n, p, r, kind, checkpoints_invalidated=dropped, restore_ms=_ms(t0))
+        self._decode_target(target, boundaries, interrupt, stats)
+        return stats
+
+    def _rewind(self, p: int) -> tuple[int, RestoreKind]:
+        """Bring the memory to 'tokens[:r] decoded' for the largest usable r <= p."""
+        if p >= len(self.tokens):
+            return len(self.tokens), "none"
+        self._logits = None
+        if p == 0:
+            return self._reset(), "reset"
+        if self._can_truncate(p) and llama_cpp.llama_memory_seq_rm(self.memory, _SEQ, p, -1):
+            del self.tokens[p:]
+            return p, "truncate"
+        for checkpoint in self.checkpoints.candidates(p):
+            if self._restore(checkpoint):
+                del self.tokens[checkpoint.pos:]
+                return checkpoint.pos, "checkpoint"
+            log.warning("checkpoint at %d failed to restore; trying an earlier one", checkpoint.pos)
+            self.checkpoints.discard(checkpoint.pos)
+        return self._reset(), "reset"
+
+    def _can_truncate(self, p: int) -> bool:
+        if self.strategy in ("truncate", "swa-full"):
+            return True
+        if self.strategy == "swa-checkpoints":
+            # Exact only while the SWA cache still holds the window before the cut.
+            pos_min = llama_cpp.llama_memory_seq_pos_min(self.memory, _SEQ)
+            return pos_min <= 0 or pos_min < p - self.model.n_swa
+        return False
+
+    def _restore(self, checkpoint: Checkpoint) -> bool:
+        data = checkpoint.data
+        buf = (ctypes.c_uint8 * len(data)).from_buffer(data)
+        if llama_cpp.llama_state_seq_set_data_ext(self.ctx, buf, len(data), _SEQ, _PARTIAL) == 0:
+            return False
+        return bool(llama_cpp.llama_memory_seq_rm(self.memory, _SEQ, checkpoint.pos, -1))
+
+    def _reset(self) -> int:
+        llama_cpp.llama_memory_clear(self.memory, True)
+        self.tokens.clear()
+        self._logits = None
+        return 0
+
+    def _decode_target(self, target: list[int], boundaries: list[int], interrupt: Callable[[], bool] | None, stats: UpdateStats) -> None:
+        start, n = len(self.tokens), len(target)
+        stops = checkpoint_positions(start, n, self.options.checkpoint_interval, boundaries) if self.uses_checkpoints else []
+        stop_iter = iter(stops)
+        next_stop = next(stop_iter, n + 1)
+        pos = start
+        while pos < n:
+            if interrupt is not None and interrupt():
+                stats.completed = False
+                return
+            end = min(pos + self.options.n_batch, n, next_stop)
+            t0 = time.perf_counter()
+            self._decode(target[pos:end], pos, logits=end == n)
+            stats.decode_ms += _ms(t0)
+            stats.tokens_reprocessed += end - pos
+            pos = end
+            if pos == next_stop:
+                t0 = time.perf_counter()
+                if self._take_checkpoint(pos, n):
+                    stats.checkpoints_taken += 1
+                stats.checkpoint_ms += _ms(t0)
+                next_stop = next(stop_iter, n + 1)
+
+    def _decode(self, tokens: Sequence[int], pos: int, *, logits: bool) -> None:
+        batch = self._batch
+        k = len(tokens)
+        batch.n_tokens = k
+        for i, tok in enumerate(tokens):
+            batch.token[i] = tok
+            batch.pos[i] = pos + i
+            batch.n_seq_id[i] = 1
+            batch.seq_id[i][0] = _SEQ
+            batch.logits[i] = False
+        batch.logits[k - 1] = logits
+        rc = llama_cpp.llama_decode(self.ctx, batch)
+        if rc != 0:
+            # llama.cpp rolls back the failed batch itself; self.tokens still matches the memory.
+            raise EngineError(f"llama_decode failed with code {rc} at position {pos} ({k} tokens)")
+        self.tokens.extend(tokens)
+        if logits:
+            ptr = llama_cpp.llama_get_logits_ith(self.ctx, -1)
+            self._logits = np.ctypeslib.as_array(ptr, shape=(self.model.n_vocab,)).copy()
+        else:
+            self._logits = None
+
+    def _take_checkpoint(self, pos: int, context_end: int) -> bool:
+        size = llama_cpp.llama_state_seq_get_size_ext(self.ctx, _SEQ, _PARTIAL)
+        if size == 0 or size > self.checkpoints.budget_bytes:
+            return False
+        data = bytearray(size)
+        buf = (ctypes.c_uint8 * size).from_buffer(data)
+        if llama_cpp.llama_state_seq_get_data_ext(self.ctx, buf, size, _SEQ, _PARTIAL) != size:
+            log.warning("could not copy the state at %d; no checkpoint there", pos)
+            return False
+        return self.checkpoints.add(Checkpoint(pos, data), context_end)
+
+    # --- generation support ------------------------------------------------------------------------
+
+    def logits(self) -> np.ndarray:
+        """Logits after the last cached token (valid after a completed update or append)."""
+        if self._logits is None:
+            raise EngineError("no logits: the last update did not complete")
+        return self._logits
+
+    def append(self, token: int) -> np.ndarray:
+        """Decode one more token (a generated one) and return the logits after it."""
+        if len(self.tokens) >= self.n_ctx:
+            raise ContextOverflowError(f"the context is full ({self.n_ctx} tokens)")
+        self._decode([token], len(self.tokens), logits=True)
+        return self.logits()
+
+    def clear(self) -> None:
+        """Forget everything: tokens, memory and checkpoints."""
+        self._reset()
+        self.checkpoints.clear()
+
+
+def _ms(t0: float) -> float:
+    return (time.perf_counter() - t0) * 1000.0

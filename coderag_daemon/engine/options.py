@@ -1,0 +1,50 @@
+"""Settings of the cache engine, with defaults sized for a 2-core laptop CPU."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Literal
+
+SwaMode = Literal["auto", "checkpoints", "full"]
+KvType = Literal["f16", "f32"]
+MIB = 1 << 20
+
+
+@dataclass
+class EngineOptions:
+    n_ctx: int = 8192
+    """Context window in tokens: the file context, request tail and generated tokens share it."""
+    n_batch: int = 512
+    """Tokens per decode call; an interactive request preempts background prefill within one batch."""
+    n_threads: int = 0
+    """CPU threads for decoding; 0 = all cores."""
+    checkpoint_interval: int = 512
+    """Tokens between checkpoints (also taken at every segment boundary)."""
+    checkpoint_budget_bytes: int = 512 * MIB
+    """Memory for checkpoint data; beyond it, checkpoints are evicted keeping coverage spread."""
+    swa_mode: SwaMode = "auto"
+    """Sliding-window models: 'checkpoints' (small SWA cache + partial-state checkpoints, faster
+    prefill), 'full' (full-size SWA cache, plain truncation, more KV memory), or 'auto' (checkpoints
+    when the budget holds one per interval over the whole context, else full)."""
+    flash_attn: bool = False
+    """Flash attention: on this class of CPU it prefills a little faster but decodes far slower."""
+    kv_type: KvType = "f16"
+    """KV cache precision. f32 doubles KV and checkpoint memory; it makes a sliding-window model's
+    restored cache agree with a fresh evaluation to ~1e-6 instead of f16 rounding (~1e-4), since a
+    restore places the same values in other cells and the attention sums them in another order."""
+    seed: int = 0
+    """Seed for sampled generation."""
+
+    def __post_init__(self) -> None:
+        if self.n_threads <= 0:
+            self.n_threads = os.cpu_count() or 1
+        for name in ("n_ctx", "n_batch", "checkpoint_interval"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive number of tokens, got {getattr(self, name)}")
+        if self.checkpoint_budget_bytes < 0:
+            raise ValueError(f"checkpoint_budget_bytes must be >= 0, got {self.checkpoint_budget_bytes}")
+        if self.kv_type not in ("f16", "f32"):
+            raise ValueError(f"kv_type must be 'f16' or 'f32', got {self.kv_type!r}")
+        if self.swa_mode not in ("auto", "checkpoints", "full"):
+            raise ValueError(f"swa_mode must be 'auto', 'checkpoints' or 'full', got {self.swa_mode!r}")

@@ -1,0 +1,236 @@
+"""Incremental updates equal from-scratch evaluation, and reprocess only the changed suffix.
+
+On every tiny model kind (dense, sliding-window, recurrent, hybrid), random edits are applied to a
+multi-segment context; after each, the last-position logits of the incremental update must equal a
+fresh evaluation of the same tokens, and the tokens reprocessed must stay within
+(N - first changed position) + checkpoint_interval. The negative controls at the end show that this
+test fails for plain truncation and for a disabled cache.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from typing import Callable
+
+import llama_cpp
+import numpy as np
+import pytest
+
+from coderag_daemon.engine import ContextCache, ContextOverflowError, EngineError, GenerationOptions, Model, generate
+from coderag_daemon.engine import cache as cache_module
+
+from .conftest import make_segments, options
+
+TOLERANCE = 1e-4
+Segments = list[list[int]]
+
+
+def flat(segments: Segments) -> list[int]:
+    return list(itertools.chain.from_iterable(segments))
+
+
+def first_difference(a: list[int], b: list[int]) -> int:
+    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+
+
+def _some_tokens(segments: Segments, rng: random.Random, n: int) -> list[int]:
+    pool = flat(segments)
+    start = rng.randrange(len(pool) - n)
+    return pool[start : start + n]
+
+
+def edit(segments: Segments, rng: random.Random, op: str) -> Segments:
+    """Apply one named edit; returns a new list of segments."""
+    segs = [list(s) for s in segments]
+    i = rng.randrange(1, len(segs) - 1)  # a middle segment unless the op says otherwise
+    s = segs[i]
+    if op == "insert_at_zero":
+        segs[0][:0] = _some_tokens(segments, rng, 5)
+    elif op == "insert_inside":
+        at = rng.randrange(1, len(s))
+        s[at:at] = _some_tokens(segments, rng, rng.randint(1, 12))
+    elif op == "delete_inside":
+        at = rng.randrange(1, len(s) - 20)
+        del s[at : at + rng.randint(1, 20)]
+    elif op == "replace_inside":
+        at = rng.randrange(1, len(s) - 10)
+        s[at : at + 3] = _some_tokens(segments, rng, 4)
+    elif op == "at_boundary":
+        s[:0] = _some_tokens(segments, rng, 3)
+    elif op == "at_end":
+        segs[-1].extend(_some_tokens(segments, rng, 7))
+    elif op == "move_to_tail":
+        segs.append(segs.pop(i))
+    elif op == "remove_segment":
+        segs.pop(i)
+        segs.append(_some_tokens(segments, rng, 150))
+    elif op == "unchanged":
+        pass
+    else:
+        raise ValueError(op)
+    return segs
+
+
+OPS = ["insert_inside", "at_boundary", "delete_inside", "at_end", "move_to_tail", "replace_inside",
+       "unchanged", "insert_at_zero", "remove_segment", "insert_inside", "at_end", "move_to_tail"]
+
+
+def run_session(model: Model, texts: list[str], seed: int, cache: ContextCache | None = None) -> list[dict]:
+    """Apply OPS in a seeded random order; return per-edit measurements against fresh evaluations."""
+    rng = random.Random(seed)
+    cache = cache or ContextCache(model, options())
+    fresh = ContextCache(model, options())
+    segments = make_segments(model, texts, rng)
+    cache.update(segments)
+    results = []
+    for op in rng.sample(OPS, len(OPS)):
+        new = edit(segments, rng, op)
+        before, after = flat(segments), flat(new)
+        stats = cache.update(new)
+        fresh.clear()
+        fresh.update(new)
+        results.append({
+            "op": op,
+            "diff": float(np.abs(cache.logits() - fresh.logits()).max()),
+            "reprocessed": stats.tokens_reprocessed,
+            "bound": max(len(after) - first_difference(before, after), 1) + cache.options.checkpoint_interval,
+            "stats": stats,
+        })
+        segments = new
+    return results
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_random_edits_match_fresh_evaluation(tiny_model: Model, source_texts: list[str], seed: int) -> None:
+    for r in run_session(tiny_model, source_texts, seed):
+        assert r["diff"] <= TOLERANCE, f"{r['op']}: logits differ by {r['diff']} ({r['stats']})"
+        assert r["reprocessed"] <= r["bound"], f"{r['op']}: reprocessed {r['reprocessed']} > bound {r['bound']}"
+
+
+def test_dense_reprocesses_exactly_the_changed_suffix(source_texts: list[str]) -> None:
+    from fixtures.tiny_models import tiny_model_path
+
+    model = Model(tiny_model_path("dense"))
+    for r in run_session(model, source_texts, seed=3):
+        changed_suffix = 0 if r["op"] == "unchanged" else r["bound"] - options().checkpoint_interval
+        assert r["reprocessed"] == changed_suffix, r
+        assert r["stats"].restore_kind in ("truncate", "none", "reset")
+
+
+def test_checkpoints_are_used_for_mid_context_edits(tiny_model: Model, source_texts: list[str]) -> None:
+    if tiny_model.kind == "dense":
+        pytest.skip("dense models truncate; they keep no checkpoint data")
+    cache = ContextCache(tiny_model, options())
+    run_session(tiny_model, source_texts, seed=4, cache=cache)
+    rng = random.Random(5)
+    segments = make_segments(tiny_model, source_texts, rng)
+    cache.update(segments)
+    assert len(cache.checkpoints) >= 6
+    segments[2][10:11] = [segments[2][11]]
+    stats = cache.update(segments)
+    assert stats.restore_kind == "checkpoint"
+    assert 0 < stats.restored_from <= stats.first_changed
+
+
+def test_greedy_generation_matches_fresh(tiny_model: Model, source_texts: list[str]) -> None:
+    rng = random.Random(6)
+    cache, fresh = ContextCache(tiny_model, options()), ContextCache(tiny_model, options())
+    segments = make_segments(tiny_model, source_texts, rng)
+    cache.update(segments)
+    generate(cache, GenerationOptions(max_tokens=8))
+    segments = edit(segments, rng, "insert_inside")
+    cache.update(segments)
+    fresh.update(segments)
+    ours = generate(cache, GenerationOptions(max_tokens=12))
+    theirs = generate(fresh, GenerationOptions(max_tokens=12))
+    assert ours.tokens == theirs.tokens
+    # asking again for the same context after generating costs at most one token
+    again = cache.update(segments)
+    assert again.tokens_reprocessed <= 1
+    assert generate(cache, GenerationOptions(max_tokens=12)).tokens == theirs.tokens
+
+
+def test_failed_restore_falls_back_to_an_earlier_checkpoint(tiny_model: Model, source_texts: list[str]) -> None:
+    if tiny_model.kind == "dense":
+        pytest.skip("dense models keep no checkpoint data")
+    rng = random.Random(7)
+    cache, fresh = ContextCache(tiny_model, options()), ContextCache(tiny_model, options())
+    segments = make_segments(tiny_model, source_texts, rng)
+    cache.update(segments)
+    segments[3][5:6] = [segments[3][7]]
+    p = first_difference(flat(segments), cache.tokens)
+    nearest = cache.checkpoints.candidates(p)[0]
+    nearest.data[:] = nearest.data[: len(nearest.data) // 3]  # damaged: too short to parse
+    stats = cache.update(segments)
+    fresh.update(segments)
+    assert stats.restore_kind in ("checkpoint", "reset")
+    assert stats.restored_from < nearest.pos
+    assert np.abs(cache.logits() - fresh.logits()).max() <= TOLERANCE
+
+
+def test_interrupted_prefill_leaves_a_resumable_cache(tiny_model: Model, source_texts: list[str]) -> None:
+    rng = random.Random(8)
+    cache, fresh = ContextCache(tiny_model, options()), ContextCache(tiny_model, options())
+    segments = make_segments(tiny_model, source_texts, rng)
+    polls = itertools.count()
+    stats = cache.update(segments, interrupt=lambda: next(polls) >= 3)
+    assert not stats.completed
+    assert 0 < len(cache.tokens) < len(flat(segments))
+    assert cache.tokens == flat(segments)[: len(cache.tokens)]
+    with pytest.raises(EngineError):
+        cache.logits()
+    resumed = cache.update(segments)
+    assert resumed.completed and resumed.restored_from == len(flat(segments)) - resumed.tokens_reprocessed
+    fresh.update(segments)
+    assert np.abs(cache.logits() - fresh.logits()).max() <= TOLERANCE
+
+
+def test_small_budget_evicts_but_stays_exact(tiny_model: Model, source_texts: list[str]) -> None:
+    if tiny_model.kind == "dense":
+        pytest.skip("dense models keep no checkpoint data")
+    probe = ContextCache(tiny_model, options())
+    probe.update(make_segments(tiny_model, source_texts, random.Random(9)))
+    one = max(c.nbytes for c in probe.checkpoints)
+    cache = ContextCache(tiny_model, options(checkpoint_budget_bytes=3 * one))
+    for r in run_session(tiny_model, source_texts, seed=9, cache=cache):
+        assert r["diff"] <= TOLERANCE, r
+    assert len(cache.checkpoints) <= 3 and cache.checkpoints.nbytes <= 3 * one
+    assert cache.checkpoints.evicted > 0
+
+
+def test_context_longer_than_n_ctx_is_a_clear_error(tiny_model: Model) -> None:
+    cache = ContextCache(tiny_model, options(n_ctx=256))
+    with pytest.raises(ContextOverflowError, match="n_ctx"):
+        cache.update([[1] * 300])
+
+
+# --- negative controls: the checks above must catch a wrong cache ---------------------------------
+
+
+def _fails_session(model: Model, texts: list[str], check: Callable[[dict], bool]) -> bool:
+    try:
+        return any(not check(r) for r in run_session(model, texts, seed=1))
+    except EngineError:
+        return True  # e.g. a recurrent model refusing to continue from a truncated state
+
+
+def _naive_rewind(self: ContextCache, p: int) -> tuple[int, str]:
+    """What a plain prefix-reusing client does: truncate, ignore llama.cpp's answer, go on from p."""
+    if p >= len(self.tokens):
+        return len(self.tokens), "none"
+    llama_cpp.llama_memory_seq_rm(self.memory, 0, p, -1)
+    del self.tokens[p:]
+    return p, "truncate"
+
+
+def test_control_plain_truncation_is_caught(tiny_model: Model, source_texts: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    if tiny_model.kind == "dense":
+        pytest.skip("plain truncation is correct for dense models")
+    monkeypatch.setattr(cache_module.ContextCache, "_rewind", _naive_rewind)
+    assert _fails_session(tiny_model, source_texts, lambda r: r["diff"] <= TOLERANCE)
+
+
+def test_control_disabled_cache_is_caught(tiny_model: Model, source_texts: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cache_module, "common_prefix", lambda a, b: 0)
+    assert _fails_session(tiny_model, source_texts, lambda r: r["reprocessed"] <= r["bound"])

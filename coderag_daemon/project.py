@@ -1,0 +1,231 @@
+"""The workspace as the daemon sees it: documents, which files may enter the context, the context
+order, and the position of the last edit (where a preload expects the next completion).
+
+The LSP event loop changes it (cheap: text and order only) and the model worker reads it (the
+expensive part, tokenizing changed files, happens in `ContextPolicy.segments` on the worker). One
+lock guards it; nothing slow runs under the lock on the event-loop side.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from .admission import AdmissionOptions, AdmissionPolicy
+from .context import ContextOptions, ContextPolicy
+from .documents import Document, DocumentStore, TextChange, path_to_uri
+from .options import Options
+from .prompts import PromptLayout
+
+log = logging.getLogger("coderag_daemon.project")
+
+
+@dataclass(frozen=True)
+class Cursor:
+    uri: str
+    offset: int
+
+
+class Project:
+    def __init__(self, options: Options) -> None:
+        self.lock = threading.RLock()
+        self.documents = DocumentStore()
+        self.admission = AdmissionPolicy(options=_admission_options(options))
+        self.context_options = ContextOptions(token_budget=options.context_tokens)
+        self.context: ContextPolicy | None = None
+        self.last_edit: Cursor | None = None
+        self._order: dict[str, None] = {}  # context paths, LRU order; survives a model change
+        self._skipped: set[str] = set()
+
+    # --- configuration ----------------------------------------------------------------------------
+
+    def set_roots(self, roots: Iterable[Path]) -> None:
+        with self.lock:
+            for root in list(self.admission.roots):
+                self.admission.remove_root(root)
+            for root in roots:
+                self.admission.add_root(root)
+
+    @property
+    def repo_name(self) -> str:
+        roots = self.admission.roots
+        return roots[0].name if roots else "workspace"
+
+    def set_layout(self, layout: PromptLayout) -> None:
+        """A model was loaded: lay the same files out in the same order for its vocabulary."""
+        with self.lock:
+            self.context = ContextPolicy(layout, self.repo_name, self.context_options)
+            for path in self._order:
+                doc = self._document_at(path)
+                if doc is not None:
+                    self.context.open(self.display_path(doc), doc.text)
+
+    def reconfigure(self, options: Options) -> None:
+        with self.lock:
+            self.admission.options = _admission_options(options)
+            self.context_options = ContextOptions(token_budget=options.context_tokens)
+            if self.context is not None:
+                self.set_layout(self.context.layout)
+
+    # --- editor events ----------------------------------------------------------------------------
+
+    def opened(self, uri: str, text: str, version: int, language_id: str) -> Document:
+        with self.lock:
+            doc = self.documents.open(uri, text, version, language_id)
+            if self._admitted(doc):
+                self._enter(doc)
+            return doc
+
+    def changed(self, uri: str, version: int, changes: list[TextChange]) -> Document:
+        with self.lock:
+            doc = self.documents.change(uri, version, changes)
+            if changes and changes[-1].range is not None:
+                start = changes[-1].range[0]
+                self.last_edit = Cursor(uri, doc.offset_at(start) + len(changes[-1].text))
+            if self._admitted(doc):
+                self._enter(doc, edited=True)
+            return doc
+
+    def saved(self, uri: str, text: str | None) -> None:
+        with self.lock:
+            doc = self.documents.save(uri, text)
+            if doc.path is not None and self._key(doc) in self._order and self.context is not None:
+                self.context.update_text(self.display_path(doc), doc.text)
+
+    def closed(self, uri: str) -> None:
+        """A closed file stays in the context (it was recently used, and removing it would shift
+        every file after it), now read from disk."""
+        with self.lock:
+            doc = self.documents.close(uri)
+            if doc.path is None or self._key(doc) not in self._order:
+                return
+            on_disk = self.documents.load_from_disk(doc.path)
+            if on_disk is None:
+                self._leave(doc.path)
+            elif self.context is not None:
+                self.context.update_text(self.display_path(on_disk), on_disk.text)
+
+    # --- disk events (watcher thread or event loop) -----------------------------------------------
+
+    def disk_changed(self, path: str) -> None:
+        """Re-read a context file that the editor does not hold open; the editor's buffer wins."""
+        with self.lock:
+            if str(Path(path)) not in self._order:
+                return
+            doc = self.documents.refresh_from_disk(path)
+            if doc is None:
+                self._leave(Path(path))
+            elif doc.source == "disk" and self.context is not None:
+                self.context.update_text(self.display_path(doc), doc.text)
+
+    def disk_deleted(self, path: str) -> None:
+        with self.lock:
+            prefix = str(Path(path))
+            for key in [k for k in self._order if k == prefix or k.startswith(prefix + "/")]:
+                doc = self._document_at(key)
+                if doc is None or doc.source == "disk":
+                    self._leave(Path(key))
+
+    def disk_moved(self, src: str, dst: str) -> None:
+        with self.lock:
+            old_prefix, new_prefix = str(Path(src)), str(Path(dst))
+            moved = [k for k in self._order if k == old_prefix or k.startswith(old_prefix + "/")]
+            old_display = {k: self._display(Path(k)) for k in moved}
+            self.documents.rename(src, dst)
+            for key in moved:
+                new_key = new_prefix + key[len(old_prefix):]
+                self._order = {(new_key if k == key else k): None for k in self._order}
+                if self.context is not None:
+                    self.context.rename(old_display[key], self._display(Path(new_key)))
+                if not self.admission.check_location(new_key):
+                    self._leave(Path(new_key))
+
+    # --- reading ----------------------------------------------------------------------------------
+
+    def segments(self, exclude: Document | None = None) -> list[list[int]]:
+        """The file context for the model; changed files are tokenized here, outside the lock, so
+        the event loop's edits never wait for the tokenizer."""
+        with self.lock:
+            context = self._require_context()
+            todo = context.pending()
+        prepared = [(path, context.prepare(path, text)) for path, text in todo]
+        with self.lock:
+            for path, file in prepared:
+                context.fill(path, file)
+            context = self._require_context()
+            return context.segments(self.display_path(exclude) if exclude is not None and exclude.path else None)
+
+    def _require_context(self) -> ContextPolicy:
+        if self.context is None:
+            raise RuntimeError("no model is loaded yet")
+        return self.context
+
+    def describe(self, cached_tokens: int) -> list[dict[str, Any]]:
+        with self.lock:
+            if self.context is None:
+                return []
+            out = self.context.describe(cached_tokens)
+            by_display = {self._display(Path(k)): k for k in self._order}
+            for item in out:
+                key = by_display.get(item["path"])
+                item["uri"] = path_to_uri(key) if key else None
+            return out
+
+    def display_path(self, doc: Document) -> str:
+        """The path the model reads in file headers: relative to its workspace root."""
+        return self._display(doc.path) if doc.path is not None else doc.uri
+
+    # --- internals --------------------------------------------------------------------------------
+
+    def _display(self, path: Path) -> str:
+        for root in self.admission.roots:
+            if path.is_relative_to(root):
+                name = str(path.relative_to(root))
+                return name if len(self.admission.roots) == 1 else f"{root.name}/{name}"
+        return str(path)
+
+    @staticmethod
+    def _key(doc: Document) -> str:
+        return str(doc.path)
+
+    def _document_at(self, key: str) -> Document | None:
+        return self.documents.get(path_to_uri(key))
+
+    def _admitted(self, doc: Document) -> bool:
+        if doc.path is None:
+            return False
+        verdict = self.admission.check_location(doc.path)
+        if not verdict:
+            if str(doc.path) not in self._skipped:
+                self._skipped.add(str(doc.path))
+                log.info("%s stays out of the context: %s", doc.path, verdict.reason)
+            return False
+        if "\x00" in doc.text[:8192] or len(doc.text.encode("utf-8", "surrogatepass")) > self.admission.options.max_file_bytes:
+            log.info("%s stays out of the context: binary or over the size limit", doc.path)
+            return False
+        return True
+
+    def _enter(self, doc: Document, edited: bool = False) -> None:
+        key = self._key(doc)
+        if edited:
+            self._order.pop(key, None)
+        self._order[key] = None
+        if self.context is not None:
+            (self.context.touched if edited else self.context.open)(self.display_path(doc), doc.text)
+
+    def _leave(self, path: Path) -> None:
+        key = str(path)
+        self._order.pop(key, None)
+        if self.context is not None:
+            self.context.remove(self._display(path))
+        doc = self._document_at(key)
+        if doc is not None and doc.source == "disk":
+            self.documents.remove(path)
+
+
+def _admission_options(options: Options) -> AdmissionOptions:
+    return AdmissionOptions(max_file_bytes=options.max_file_kib * 1024, ignore_globs=list(options.ignore_globs))
+

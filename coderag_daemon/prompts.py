@@ -1,0 +1,302 @@
+"""Where the prompt is laid out: token lists for the file context, completion and chat tails.
+
+The model sees one sequence: a head, one segment per file, then a request tail. Each piece is
+tokenized on its own so that an edit in one file changes only that file's tokens (the engine then
+reprocesses from there). Control tokens are inserted by id; text from files, questions and
+selections is tokenized with ``special=False``, so a file containing ``<|file_sep|>`` cannot forge one.
+
+Three layouts, chosen from the vocabulary:
+
+- ``qwen-repo``: Qwen2.5-Coder's repository form, ``<|repo_name|>name`` then ``<|file_sep|>path``
+  per file, the request as ``<|file_sep|>path<|fim_prefix|>..<|fim_suffix|>..<|fim_middle|>``;
+- ``fim``: other fill-in-the-middle vocabularies (CodeLlama, StarCoder, DeepSeek): files as text
+  under a path comment, the request as PRE prefix SUF suffix MID with the vocabulary's own ids;
+- ``plain``: no FIM tokens: files as text, the request is the current file's prefix to continue.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cached_property
+from pathlib import PurePosixPath
+from typing import TYPE_CHECKING, Literal, Protocol
+
+import jinja2
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+if TYPE_CHECKING:
+    from .engine.model import SpecialTokens
+
+log = logging.getLogger("coderag_daemon.prompts")
+
+Family = Literal["qwen-repo", "fim", "plain"]
+
+SYSTEM_PROMPT = (
+    "You are a coding assistant inside the user's editor. The files above are the user's project; "
+    "use them to answer. Be concise and show code where it helps."
+)
+
+# Control tokens that end a generation in any family that has them (besides the layout's own ids).
+_STOP_TEXTS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<end_of_turn>", "<|eot_id|>")
+
+# Line-comment syntax for the path header of the text layouts; C-style is the common default.
+_COMMENT = {
+    ".py": "#", ".pyi": "#", ".sh": "#", ".bash": "#", ".rb": "#", ".pl": "#", ".r": "#", ".jl": "#",
+    ".toml": "#", ".yaml": "#", ".yml": "#", ".cfg": "#", ".ini": "#", ".mk": "#", ".cmake": "#",
+    ".nim": "#", ".ex": "#", ".exs": "#", ".lua": "--", ".sql": "--", ".hs": "--", ".elm": "--",
+    ".lisp": ";", ".clj": ";", ".el": ";", ".scm": ";", ".tex": "%", ".erl": "%", ".m": "%",
+}
+
+# Message contents are replaced by these marks while the chat template renders, then spliced back
+# as tokens: private-use characters, which no template trims or escapes.
+_MARK = "\ue000{}\ue001"
+_MARK_RE = re.compile("\ue000(\\w+)\ue001")
+
+
+class Tokenizer(Protocol):
+    """What the layouts need from a model (``engine.Model`` fits; tests pass fakes)."""
+
+    special: SpecialTokens
+    chat_template: str | None
+
+    def tokenize(self, text: str, *, special: bool = False) -> list[int]: ...
+
+    def token_id(self, text: str) -> int | None: ...
+
+
+@dataclass(frozen=True)
+class PromptOptions:
+    """Token budgets of the request tail, so a long line or question cannot crowd out the answer."""
+
+    prefix_tokens: int = 768
+    """Text before the cursor: whole lines, the nearest kept."""
+    suffix_tokens: int = 256
+    """Text after the cursor: whole lines, the nearest kept."""
+    chat_tokens: int = 1024
+    """Conversation text of a chat tail; older turns go first, then the middle of the longest."""
+
+    def __post_init__(self) -> None:
+        for name in ("prefix_tokens", "suffix_tokens", "chat_tokens"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive number of tokens, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class PromptLayout:
+    """How one model family wants files and requests laid out; every method returns fresh lists."""
+
+    family: Family
+    tokenizer: Tokenizer = field(repr=False, compare=False)
+    file_sep: int = -1
+    """``<|file_sep|>`` of qwen-repo; -1 otherwise."""
+    repo_name: int = -1
+    """``<|repo_name|>`` of qwen-repo; -1 otherwise."""
+    options: PromptOptions = field(default_factory=PromptOptions)
+
+    @property
+    def _special(self) -> SpecialTokens:
+        return self.tokenizer.special
+
+    def _text(self, text: str) -> list[int]:
+        return self.tokenizer.tokenize(text, special=False)
+
+    # --- the file context ---------------------------------------------------------------------
+
+    def head(self, repo_name: str) -> list[int]:
+        """The first segment: BOS when the model wants one, and the repository name for qwen-repo."""
+        tokens = [self._special.bos] if self._special.add_bos and self._special.bos >= 0 else []
+        if self.family == "qwen-repo":
+            tokens += [self.repo_name, *self._text(f"{repo_name}\n")]
+        return tokens
+
+    def file_segment(self, path: str, text: str) -> list[int]:
+        """One file of the context; depends on nothing but `path` and `text`."""
+        body = text if text.endswith("\n") or not text else text + "\n"
+        if self.family == "qwen-repo":
+            return [self.file_sep, *self._text(f"{path}\n{body}")]
+        return self._text(f"{_header(path)}{body}\n")
+
+    # --- request tails ------------------------------------------------------------------------
+
+    def completion_tail(self, path: str, prefix: str, suffix: str) -> list[int]:
+        """The request for a completion at the cursor between `prefix` and `suffix` in `path`.
+
+        Both are cut to their token budgets at line boundaries, keeping the lines nearest the cursor.
+        The ``plain`` layout has no way to show the suffix and drops it.
+        """
+        before = _last_lines(self.tokenizer, prefix, self.options.prefix_tokens)
+        if self.family == "plain":
+            return [*self._text(_header(path)), *before]
+        after = _first_lines(self.tokenizer, suffix, self.options.suffix_tokens)
+        sp = self._special
+        if self.family == "qwen-repo":
+            lead = [self.file_sep, *self._text(f"{path}\n"), sp.fim_prefix]
+        else:
+            lead = [sp.fim_prefix, *self._text(_header(path))]
+        return [*lead, *before, sp.fim_suffix, *after, sp.fim_middle]
+
+    def chat_tail(self, messages: Sequence[Mapping[str, str]], context_note: str | None = None) -> list[int]:
+        """The conversation after the file context, ending where the assistant's answer starts.
+
+        `messages` are ``{"role", "content"}`` dicts, oldest first, the last one the user's question;
+        `context_note` (e.g. where the cursor is) joins the system message. The chat template's own
+        markup is tokenized with control tokens; every message content is spliced in as plain text.
+        """
+        system = SYSTEM_PROMPT + (f"\n\n{context_note}" if context_note else "")
+        turns = _fit_turns(
+            [(m["role"], self._text(m["content"])) for m in messages], self.options.chat_tokens
+        )
+        convo = [("system", self._text(system)), *turns]
+        return _splice(self.tokenizer, self._render(convo), [tokens for _, tokens in convo], self._special.eos)
+
+    def _render(self, convo: list[tuple[str, list[int]]]) -> str:
+        """The conversation as text with a mark in place of each content: the model's template when
+        it renders (system folded into the first user turn if it rejects a system role), else a
+        plain Question/Answer form."""
+        marked = [{"role": role, "content": _MARK.format(i)} for i, (role, _) in enumerate(convo)]
+        if self._template is not None:
+            for attempt in (marked, _fold_system(marked)):
+                try:
+                    return self._template.render(
+                        messages=attempt, add_generation_prompt=True, bos_token="", eos_token=_MARK.format("eos")
+                    )
+                except jinja2.TemplateError as exc:
+                    error = exc
+            log.warning("the model's chat template failed (%s); using a plain Question/Answer prompt", error)
+        return _plain_chat(marked)
+
+    @cached_property
+    def _template(self) -> jinja2.Template | None:
+        source = self.tokenizer.chat_template
+        if not source:
+            return None
+        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+        env.globals.update(raise_exception=_raise_template_error, strftime_now=lambda f: datetime.now().strftime(f))
+        try:
+            return env.from_string(source)
+        except jinja2.TemplateError as exc:
+            log.warning("the model's chat template does not compile (%s); chat uses a plain prompt", exc)
+            return None
+
+    @property
+    def chat_stop_strings(self) -> tuple[str, ...]:
+        """Strings that end a chat answer: the plain form's next question (templates end with tokens)."""
+        return ("\nQuestion:",) if self._template is None else ()
+
+    @cached_property
+    def stop_tokens(self) -> frozenset[int]:
+        """Control tokens that end a completion or answer: any FIM, file or turn marker, EOS."""
+        sp = self._special
+        ids = {sp.eos, sp.fim_prefix, sp.fim_suffix, sp.fim_middle, sp.fim_pad, sp.fim_repo, sp.fim_sep,
+               self.file_sep, self.repo_name}
+        ids.update(self.tokenizer.token_id(t) for t in _STOP_TEXTS)
+        return frozenset(i for i in ids if i is not None and i >= 0)
+
+
+def detect_layout(tokenizer: Tokenizer, options: PromptOptions | None = None) -> PromptLayout:
+    """The layout of a model, from the control tokens its vocabulary has."""
+    sp = tokenizer.special
+    options = options or PromptOptions()
+    if sp.has_fim:
+        repo, sep = tokenizer.token_id("<|repo_name|>"), tokenizer.token_id("<|file_sep|>")
+        if repo is not None and sep is not None:
+            layout = PromptLayout("qwen-repo", tokenizer, file_sep=sep, repo_name=repo, options=options)
+        else:
+            layout = PromptLayout("fim", tokenizer, options=options)
+    else:
+        layout = PromptLayout("plain", tokenizer, options=options)
+    log.info("prompt layout: %s", layout.family)
+    return layout
+
+
+# --- helpers --------------------------------------------------------------------------------------
+
+
+def _header(path: str) -> str:
+    return f"{_COMMENT.get(PurePosixPath(path).suffix.lower(), '//')} {path}\n"
+
+
+def _last_lines(tok: Tokenizer, text: str, budget: int) -> list[int]:
+    """Tokens of the longest tail of `text` made of whole lines within `budget` (the line at the
+    cursor is kept even when alone it is too long: then its last `budget` tokens)."""
+    lines = text.splitlines(keepends=True)
+    start, used = len(lines), 0
+    while start > 0:
+        used += len(tok.tokenize(lines[start - 1]))
+        if used > budget:
+            break
+        start -= 1
+    if start == len(lines) and lines:
+        start -= 1
+    return tok.tokenize("".join(lines[start:]))[-budget:]
+
+
+def _first_lines(tok: Tokenizer, text: str, budget: int) -> list[int]:
+    """Tokens of the longest head of `text` made of whole lines within `budget` (the cursor's line
+    is kept even when alone it is too long: then its first `budget` tokens)."""
+    lines = text.splitlines(keepends=True)
+    end, used = 0, 0
+    while end < len(lines):
+        used += len(tok.tokenize(lines[end]))
+        if used > budget:
+            break
+        end += 1
+    return tok.tokenize("".join(lines[: max(end, 1)]))[:budget]
+
+
+def _fit_turns(turns: list[tuple[str, list[int]]], budget: int) -> list[tuple[str, list[int]]]:
+    """Drop the oldest turns until the rest fit (a conversation still starts with the user), then
+    cut the middle out of what is still too long: a question's start and end say the most."""
+    while len(turns) > 1 and sum(len(t) for _, t in turns) > budget:
+        turns = turns[1:]
+        while len(turns) > 1 and turns[0][0] != "user":
+            turns = turns[1:]
+    excess = sum(len(t) for _, t in turns) - budget
+    if excess > 0:
+        role, tokens = turns[-1]
+        keep = max(len(tokens) - excess, 0)
+        turns = [*turns[:-1], (role, tokens[: keep - keep // 2] + tokens[len(tokens) - keep // 2 :])]
+    return turns
+
+
+def _fold_system(messages: list[dict[str, str]]) -> list[dict[str, str]]:
+    """For templates without a system role: the system text opens the first user message."""
+    system, rest = messages[0], messages[1:]
+    if not rest or rest[0]["role"] != "user":
+        return [{"role": "user", "content": system["content"]}, *rest]
+    return [{"role": "user", "content": system["content"] + "\n\n" + rest[0]["content"]}, *rest[1:]]
+
+
+def _plain_chat(messages: list[dict[str, str]]) -> str:
+    parts = ["\n\n"]
+    for m in messages:
+        if m["role"] == "assistant":
+            parts.append(f"Answer: {m['content']}\n\n")
+        elif m["role"] == "user":
+            parts.append(f"Question: {m['content']}\n")
+        else:
+            parts.append(f"{m['content']}\n\n")
+    parts.append("Answer:")
+    return "".join(parts)
+
+
+def _splice(tok: Tokenizer, rendered: str, contents: list[list[int]], eos: int) -> list[int]:
+    """Tokens of `rendered`: markup with control tokens parsed, each mark replaced by its content's
+    tokens (or the EOS id)."""
+    out: list[int] = []
+    for i, part in enumerate(_MARK_RE.split(rendered)):
+        if i % 2 == 0:
+            out += tok.tokenize(part, special=True) if part else []
+        elif part == "eos":
+            out += [eos] if eos >= 0 else []
+        else:
+            out += contents[int(part)]
+    return out
+
+
+def _raise_template_error(message: str) -> None:
+    raise jinja2.TemplateError(message)

@@ -1,0 +1,388 @@
+"""The LSP server: thin handlers that turn protocol messages into calls on the project, the worker
+and the request jobs, and their results back into protocol types. Custom methods are listed in
+protocol.py and documented in docs/PROTOCOL.md."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+import logging
+import threading
+import uuid
+from typing import Any, Callable
+
+from lsprotocol import types
+from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams, JsonRpcRequestCancelled
+from pygls.lsp.server import LanguageServer
+
+from . import __version__, default_model, jobs, protocol
+from .completion import TypeThroughCache, cursor_window
+from .documents import DocumentError, TextChange, uri_to_path
+from .options import Options, merge
+from .project import Project
+from .prompts import detect_layout
+from .watcher import DiskWatcher
+from .worker import ModelUnavailable, ModelWorker, Status
+
+log = logging.getLogger("coderag_daemon.server")
+
+# Settings that need a new llama context when they change.
+_ENGINE_SETTINGS = ("model", "n_ctx", "threads", "checkpoint_interval", "checkpoint_memory_mib")
+
+
+class CoderagServer(LanguageServer):
+    """Holds the daemon's state; the handlers below only translate."""
+
+    def __init__(self, options: Options) -> None:
+        super().__init__("coderag-daemon", __version__, text_document_sync_kind=types.TextDocumentSyncKind.Incremental)
+        self.options = options
+        self.project = Project(options)
+        self.worker = ModelWorker(on_status=self._status_changed, on_loaded=self._model_loaded)
+        self.watcher: DiskWatcher | None = None
+        self.shown = TypeThroughCache()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._completion_cancel: dict[str, threading.Event] = {}
+        self._loading_progress: str | None = None
+
+    # --- model --------------------------------------------------------------------------------
+
+    def load_model(self) -> None:
+        path = self.options.model
+        if path is None:
+            try:
+                path = str(default_model.resolve_default())
+            except default_model.ModelInstallError as exc:
+                self.worker.fail(str(exc))
+                self.show(str(exc), types.MessageType.Error)
+                return
+        self.worker.load(path, self.options.engine_options())
+
+    def _model_loaded(self, model: Any) -> None:
+        """On the worker thread, once a model is in: lay the context out for its vocabulary."""
+        self.project.set_layout(detect_layout(model))
+
+    # --- talking to the client from any thread --------------------------------------------------
+
+    def call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
+        if self.loop is not None and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(fn, *args)
+
+    def notify(self, method: str, params: Any) -> None:
+        self.call_soon(self.protocol.notify, method, params)
+
+    def show(self, message: str, kind: types.MessageType = types.MessageType.Info) -> None:
+        self.call_soon(self.window_show_message, types.ShowMessageParams(type=kind, message=f"coderag: {message}"))
+
+    def _status_changed(self, status: Status) -> None:
+        payload = status.as_dict()
+        with self.project.lock:
+            payload["files"] = len(self.project.context) if self.project.context is not None else 0
+        self.notify(protocol.STATUS, payload)
+        if status.state != "loading" and self._loading_progress is not None:
+            token, self._loading_progress = self._loading_progress, None
+            self.call_soon(self.work_done_progress.end, token, types.WorkDoneProgressEnd(message=status.state))
+        if status.state == "error" and status.error:
+            self.show(status.error, types.MessageType.Error)
+
+    # --- requests to the worker -------------------------------------------------------------------
+
+    async def run(self, fn: Callable[[Any], Any], label: str, cancel: threading.Event | None = None) -> Any:
+        """Run a job on the model worker; a $/cancelRequest stops it within one batch or token."""
+        cancel = cancel or threading.Event()
+        try:
+            future = self.worker.submit(fn, label=label, cancel=cancel)
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            cancel.set()
+            raise
+        except ModelUnavailable as exc:
+            raise JsonRpcRequestFailed(str(exc)) from exc
+        except jobs.Interrupted as exc:
+            raise JsonRpcRequestCancelled("cancelled") from exc
+
+    def schedule_preload(self) -> None:
+        cursor = self.project.last_edit
+        if cursor is None:
+            return
+        doc = self.project.documents.get(cursor.uri)
+        if doc is None:
+            return
+        window = cursor_window(doc.text, min(cursor.offset, len(doc.text)))
+        target = functools.partial(jobs.completion_target, self.project, doc, window)
+        self.worker.schedule_preload(functools.partial(jobs.preload, target=target), self.options.preload_delay_ms / 1000)
+
+    # --- configuration ------------------------------------------------------------------------------
+
+    def configure(self, raw: Any, *, initial: bool) -> None:
+        new, errors = merge(self.options, raw)
+        for error in errors:
+            self.show(error, types.MessageType.Warning)
+        old, self.options = self.options, new
+        changed = {f.name for f in dataclasses.fields(Options) if getattr(old, f.name) != getattr(new, f.name)}
+        if changed & {"ignore_globs", "max_file_kib", "context_tokens"}:
+            self.project.reconfigure(new)
+            self.restart_watcher()
+        if not initial and changed & set(_ENGINE_SETTINGS):
+            self.load_model()
+
+    def restart_watcher(self) -> None:
+        if self.watcher is not None:
+            self.watcher.stop()
+        if not self.project.admission.roots:
+            self.watcher = None
+            return
+        project = self.project
+        self.watcher = DiskWatcher(project.admission, on_change=self._disk(project.disk_changed),
+                                   on_delete=self._disk(project.disk_deleted), on_move=self._disk(project.disk_moved))
+        self.watcher.start()
+
+    def _disk(self, handler: Callable[..., None]) -> Callable[..., None]:
+        def on_event(*paths: str) -> None:
+            handler(*paths)
+            self.shown.clear()
+            log.info("changed on disk: %s", " -> ".join(paths))
+        return on_event
+
+
+class JsonRpcRequestFailed(JsonRpcException):
+    """A request that could not be served (no model, a model error): JSON-RPC RequestFailed."""
+
+    CODE = -32803
+    MESSAGE = "Request failed"
+
+
+def plain(value: Any) -> Any:
+    """pygls hands custom-method params over as namedtuples; handlers read plain dicts and lists."""
+    if hasattr(value, "_asdict"):
+        return {k: plain(v) for k, v in value._asdict().items()}
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
+
+
+def _param(params: Any, name: str, kind: type | tuple[type, ...], *, required: bool = True) -> Any:
+    value = params.get(name) if isinstance(params, dict) else None
+    if value is None:
+        if required:
+            raise JsonRpcInvalidParams(f"missing parameter {name!r}")
+        return None
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        raise JsonRpcInvalidParams(f"parameter {name!r} has the wrong type ({type(value).__name__})")
+    return value
+
+
+def _position(value: Any, name: str) -> tuple[int, int]:
+    if not (isinstance(value, dict) and all(isinstance(value.get(k), int) and value[k] >= 0 for k in ("line", "character"))):
+        raise JsonRpcInvalidParams(f"parameter {name!r} must be {{line, character}} with non-negative numbers")
+    return value["line"], value["character"]
+
+
+def build_server(options: Options) -> CoderagServer:
+    server = CoderagServer(options)
+
+    @server.feature(types.INITIALIZE)
+    def initialize(ls: CoderagServer, params: types.InitializeParams) -> None:
+        roots = [uri_to_path(f.uri) for f in params.workspace_folders or []]
+        if not roots and params.root_uri:
+            roots = [uri_to_path(params.root_uri)]
+        ls.project.set_roots([r for r in roots if r is not None and r.is_dir()])
+        ls.configure(plain(params.initialization_options), initial=True)
+
+    @server.feature(types.INITIALIZED)
+    async def initialized(ls: CoderagServer, params: types.InitializedParams) -> None:
+        ls.loop = asyncio.get_running_loop()
+        logging.getLogger("coderag_daemon").addHandler(_ClientLogHandler(ls))
+        ls.restart_watcher()
+        capabilities = ls.client_capabilities.window
+        if capabilities is not None and capabilities.work_done_progress:
+            token = str(uuid.uuid4())
+            try:
+                await ls.work_done_progress.create_async(token)
+                ls.work_done_progress.begin(token, types.WorkDoneProgressBegin(title="coderag: loading model"))
+                ls._loading_progress = token
+            except Exception as exc:  # the client may refuse progress; loading goes on regardless
+                log.debug("no progress for model loading: %s", exc)
+        ls.load_model()
+
+    @server.feature(types.SHUTDOWN)
+    def shutdown(ls: CoderagServer, params: None) -> None:
+        if ls.watcher is not None:
+            ls.watcher.stop()
+        ls.worker.stop()
+
+    @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
+    def did_change_configuration(ls: CoderagServer, params: types.DidChangeConfigurationParams) -> None:
+        settings = plain(params.settings)
+        if isinstance(settings, dict) and isinstance(settings.get("coderag"), dict):
+            settings = settings["coderag"]
+        ls.configure(settings, initial=False)
+
+    @server.feature(types.WORKSPACE_DID_CHANGE_WORKSPACE_FOLDERS)
+    def did_change_folders(ls: CoderagServer, params: types.DidChangeWorkspaceFoldersParams) -> None:
+        roots = {r for r in ls.project.admission.roots}
+        roots -= {uri_to_path(f.uri) for f in params.event.removed}
+        roots |= {p for f in params.event.added if (p := uri_to_path(f.uri)) is not None and p.is_dir()}
+        ls.project.set_roots(sorted(roots))
+        ls.restart_watcher()
+
+    # --- documents ------------------------------------------------------------------------------------
+
+    @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
+    def did_open(ls: CoderagServer, params: types.DidOpenTextDocumentParams) -> None:
+        d = params.text_document
+        ls.project.opened(d.uri, d.text, d.version, d.language_id)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
+    def did_change(ls: CoderagServer, params: types.DidChangeTextDocumentParams) -> None:
+        d = params.text_document
+        try:
+            ls.project.changed(d.uri, d.version, [TextChange.from_lsp(c) for c in params.content_changes])
+        except DocumentError as exc:
+            log.warning("edit of %s refused: %s", d.uri, exc)
+            return
+        ls.schedule_preload()
+
+    @server.feature(types.TEXT_DOCUMENT_DID_SAVE, types.TextDocumentSaveRegistrationOptions(include_text=True))
+    def did_save(ls: CoderagServer, params: types.DidSaveTextDocumentParams) -> None:
+        try:
+            ls.project.saved(params.text_document.uri, params.text)
+        except DocumentError as exc:
+            log.warning("save of %s ignored: %s", params.text_document.uri, exc)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
+    def did_close(ls: CoderagServer, params: types.DidCloseTextDocumentParams) -> None:
+        try:
+            ls.project.closed(params.text_document.uri)
+        except DocumentError as exc:
+            log.warning("close of %s ignored: %s", params.text_document.uri, exc)
+
+    # --- completion -------------------------------------------------------------------------------
+
+    @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
+    async def inline_completion(ls: CoderagServer, params: types.InlineCompletionParams) -> types.InlineCompletionList:
+        uri = params.text_document.uri
+        doc = ls.project.documents.get(uri)
+        if doc is None:
+            raise JsonRpcInvalidParams(f"unknown document {uri}: send textDocument/didOpen first")
+        try:
+            offset = doc.offset_at((params.position.line, params.position.character))
+        except DocumentError as exc:
+            raise JsonRpcInvalidParams(str(exc)) from exc
+        before, after = doc.text[:offset], doc.text[offset:]
+        cached = ls.shown.lookup(uri, before, after)
+        if cached is not None:
+            return _items(cached, params.position)
+        window = cursor_window(doc.text, offset)
+        previous = ls._completion_cancel.pop(uri, None)
+        if previous is not None:
+            previous.set()  # a newer request for the same document supersedes it
+        cancel = ls._completion_cancel[uri] = threading.Event()
+        outcome: jobs.Outcome = await ls.run(
+            functools.partial(jobs.complete, project=ls.project, doc=doc, window=window, options=ls.options),
+            label="completion", cancel=cancel)
+        ls._completion_cancel.pop(uri, None)
+        ls.shown.remember(uri, before, after, outcome.text)
+        log.info("completion: %s", outcome.as_stats())
+        return _items(outcome.text, params.position)
+
+    # --- custom methods -----------------------------------------------------------------------------
+
+    @server.feature(protocol.CHAT)
+    async def chat(ls: CoderagServer, params: Any) -> dict[str, Any]:
+        params = plain(params)
+        question = _param(params, "question", str)
+        if not question.strip():
+            raise JsonRpcInvalidParams("the question is empty")
+        history = _param(params, "history", list, required=False) or []
+        if not all(isinstance(m, dict) and m.get("role") in ("user", "assistant") and isinstance(m.get("content"), str) for m in history):
+            raise JsonRpcInvalidParams("history must be a list of {role: 'user'|'assistant', content: string}")
+        token = _param(params, "token", (str, int), required=False)
+        note = _chat_note(ls, params)
+        messages = [*history, {"role": "user", "content": question}]
+
+        def on_text(delta: str) -> None:
+            if token is not None:
+                ls.notify(protocol.CHAT_DELTA, {"token": token, "delta": delta})
+
+        outcome: jobs.Outcome = await ls.run(
+            functools.partial(jobs.chat, project=ls.project, messages=messages, note=note, options=ls.options, on_text=on_text),
+            label="chat")
+        log.info("chat: %s", outcome.as_stats())
+        return {"answer": outcome.text, "stats": outcome.as_stats()}
+
+    @server.feature(protocol.CONTEXT)
+    async def context(ls: CoderagServer, params: Any) -> dict[str, Any]:
+        def describe(session: Any) -> dict[str, Any]:
+            ls.project.segments()  # tokenizes pending files, so the counts are current
+            cached = len(session.cache.tokens)
+            return {"files": ls.project.describe(cached), "tokensCached": cached, "nCtx": session.cache.n_ctx}
+        return await ls.run(describe, label="context")
+
+    @server.feature(protocol.CLEAR_CACHE)
+    async def clear_cache(ls: CoderagServer, params: Any) -> dict[str, Any]:
+        ls.shown.clear()
+        await ls.run(lambda session: session.cache.clear(), label="clear cache")
+        return {}
+
+    @server.feature(protocol.DOCUMENT_TEXT)
+    def document_text(ls: CoderagServer, params: Any) -> dict[str, Any]:
+        params = plain(params)
+        uri = _param(params, "uri", str)
+        doc = ls.project.documents.get(uri)
+        if doc is None:
+            raise JsonRpcInvalidParams(f"unknown document {uri}")
+        return {"text": doc.text, "version": doc.version}
+
+    return server
+
+
+def _items(text: str, position: types.Position) -> types.InlineCompletionList:
+    if not text:
+        return types.InlineCompletionList(items=[])
+    return types.InlineCompletionList(items=[types.InlineCompletionItem(
+        insert_text=text, range=types.Range(start=position, end=position))])
+
+
+def _chat_note(ls: CoderagServer, params: dict[str, Any]) -> str | None:
+    """Where the user is: the file and line, and the selected text if any."""
+    uri = _param(params, "uri", str, required=False)
+    if uri is None:
+        return None
+    doc = ls.project.documents.get(uri)
+    if doc is None:
+        raise JsonRpcInvalidParams(f"unknown document {uri}")
+    parts = [f"The user is looking at {ls.project.display_path(doc)}"]
+    if (position := params.get("position")) is not None:
+        line, _ = _position(position, "position")
+        parts[0] += f", line {line + 1}"
+    selection = params.get("selection")
+    if selection is not None:
+        if not isinstance(selection, dict):
+            raise JsonRpcInvalidParams("selection must be a range {start, end}")
+        try:
+            start = doc.offset_at(_position(selection.get("start"), "selection.start"))
+            end = doc.offset_at(_position(selection.get("end"), "selection.end"))
+        except DocumentError as exc:
+            raise JsonRpcInvalidParams(str(exc)) from exc
+        if end > start:
+            parts.append(f"The user selected:\n```\n{doc.text[start:end]}\n```")
+    return ".\n".join(parts)
+
+
+class _ClientLogHandler(logging.Handler):
+    """Daemon events at INFO and above go to the editor's log as window/logMessage."""
+
+    _LEVELS = {logging.ERROR: types.MessageType.Error, logging.WARNING: types.MessageType.Warning,
+               logging.INFO: types.MessageType.Info}
+
+    def __init__(self, ls: CoderagServer) -> None:
+        super().__init__(logging.INFO)
+        self.ls = ls
+
+    def emit(self, record: logging.LogRecord) -> None:
+        kind = self._LEVELS.get(record.levelno, types.MessageType.Error)
+        self.ls.call_soon(self.ls.window_log_message, types.LogMessageParams(type=kind, message=self.format(record)))
+

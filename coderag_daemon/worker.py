@@ -1,0 +1,245 @@
+"""The one thread that owns the model and its cache.
+
+llama.cpp contexts are not shared between threads, and a prefill takes seconds, so every model job
+runs here, never on the LSP event loop. Interactive jobs (completion, chat) run first, in order; a
+preload runs only when nothing interactive waits, and gives way within one batch when an interactive
+job arrives (the engine polls `interrupted()` between batches). A preload that gave way is dropped:
+the interactive job brings the cache to its own target, and the next edit schedules a new preload.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, Callable, Generic, Literal, TypeVar
+
+from .engine import ContextCache, EngineOptions, Model, UpdateStats
+
+log = logging.getLogger("coderag_daemon.worker")
+
+T = TypeVar("T")
+State = Literal["loading", "preloading", "ready", "busy", "error", "stopped"]
+
+
+class ModelUnavailable(RuntimeError):
+    """No model is loaded (missing, broken, or still loading); the message says which and why."""
+
+
+@dataclass
+class Job(Generic[T]):
+    fn: Callable[["Session"], T]
+    interactive: bool
+    cancel: threading.Event = field(default_factory=threading.Event)
+    future: Future = field(default_factory=Future)
+    label: str = ""
+
+
+@dataclass
+class Session:
+    """What a job sees: the engine, and the two ways it can be told to stop."""
+
+    model: Model
+    cache: ContextCache
+    job: Job
+    others_waiting: Callable[[], bool]
+    report: Callable[[UpdateStats], None]
+
+    def interrupted(self) -> bool:
+        """For prefill: this job was cancelled, or it is a preload and an interactive job waits."""
+        return self.job.cancel.is_set() or (not self.job.interactive and self.others_waiting())
+
+    def cancelled(self) -> bool:
+        """For generation: checked before every token."""
+        return self.job.cancel.is_set()
+
+    def update(self, segments: list[list[int]]) -> UpdateStats:
+        """Bring the cache to `segments`, yielding as `interrupted` says; the figures go to status."""
+        stats = self.cache.update(segments, interrupt=self.interrupted)
+        self.report(stats)
+        return stats
+
+
+@dataclass
+class Status:
+    state: State
+    model: str | None = None
+    error: str | None = None
+    tokens_cached: int = 0
+    n_ctx: int = 0
+    checkpoints: int = 0
+    checkpoint_bytes: int = 0
+    strategy: str | None = None
+    last_update: UpdateStats | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The `coderag/status` payload (camelCase, as the protocol document says)."""
+        out = {"state": self.state, "model": self.model, "error": self.error, "tokensCached": self.tokens_cached,
+               "nCtx": self.n_ctx, "checkpoints": self.checkpoints, "checkpointBytes": self.checkpoint_bytes,
+               "strategy": self.strategy}
+        if self.last_update is not None:
+            u = self.last_update
+            out["last"] = {"tokensReprocessed": u.tokens_reprocessed, "tokensKept": u.tokens_kept,
+                           "prefillMs": round(u.decode_ms + u.restore_ms + u.checkpoint_ms, 1), "restoreKind": u.restore_kind}
+        return out
+
+
+class ModelWorker:
+    def __init__(self, on_status: Callable[[Status], None] = lambda s: None,
+                 on_loaded: Callable[[Model], None] = lambda m: None) -> None:
+        self._cond = threading.Condition()
+        self._interactive: collections.deque[Job] = collections.deque()
+        self._preload: tuple[float, Job] | None = None
+        self._model: Model | None = None
+        self._cache: ContextCache | None = None
+        self._status = Status("loading")
+        self._on_status = on_status
+        self._on_loaded = on_loaded
+        self._load_request: tuple[str, EngineOptions] | None = None
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="coderag-model", daemon=True)
+        self._thread.start()
+
+    # --- called from any thread ---------------------------------------------------------------------
+
+    def load(self, model_path: str, options: EngineOptions) -> None:
+        """(Re)load a model on the worker thread; jobs queued meanwhile wait for it."""
+        with self._cond:
+            self._load_request = (model_path, options)
+            self._cond.notify()
+
+    def fail(self, message: str) -> None:
+        """No model can be loaded (e.g. none is installed): requests answer with `message`."""
+        with self._cond:
+            self._load_request = None
+        self._set_status(state="error", error=message)
+
+    def submit(self, fn: Callable[[Session], T], *, label: str = "", cancel: threading.Event | None = None) -> Future:
+        job = Job(fn, interactive=True, label=label)
+        if cancel is not None:
+            job.cancel = cancel
+        with self._cond:
+            if self._stopping:
+                raise ModelUnavailable("the daemon is shutting down")
+            self._interactive.append(job)
+            self._cond.notify()
+        return job.future
+
+    def schedule_preload(self, fn: Callable[[Session], Any], delay: float, label: str = "preload") -> None:
+        """Run `fn` after `delay` seconds of quiet; a newer preload replaces a pending one."""
+        with self._cond:
+            if self._preload is not None:
+                self._preload[1].cancel.set()
+            self._preload = (time.monotonic() + delay, Job(fn, interactive=False, label=label))
+            self._cond.notify()
+
+    def status(self) -> Status:
+        with self._cond:
+            return self._status
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopping = True
+            pending = list(self._interactive)
+            self._interactive.clear()
+            self._cond.notify()
+        for job in pending:
+            job.cancel.set()
+            job.future.set_exception(ModelUnavailable("the daemon is shutting down"))
+        self._thread.join(timeout=30)
+
+    # --- the worker thread ------------------------------------------------------------------------
+
+    def _has_interactive(self) -> bool:
+        return bool(self._interactive) or self._stopping or self._load_request is not None
+
+    def _next(self) -> Job | tuple[str, EngineOptions] | None:
+        with self._cond:
+            while True:
+                if self._stopping:
+                    return None
+                if self._load_request is not None:
+                    request, self._load_request = self._load_request, None
+                    return request
+                if self._interactive:
+                    return self._interactive.popleft()
+                if self._preload is not None:
+                    due, job = self._preload
+                    wait = due - time.monotonic()
+                    if wait <= 0:
+                        self._preload = None
+                        if not job.cancel.is_set():
+                            return job
+                        continue
+                    self._cond.wait(timeout=wait)
+                else:
+                    self._cond.wait()
+
+    def _run(self) -> None:
+        while (item := self._next()) is not None:
+            if isinstance(item, tuple):
+                self._load(*item)
+            else:
+                self._run_job(item)
+        self._close_model()
+        self._set_status(state="stopped")
+
+    def _load(self, model_path: str, options: EngineOptions) -> None:
+        self._close_model()
+        self._set_status(state="loading", model=model_path, error=None, tokens_cached=0, checkpoints=0, checkpoint_bytes=0)
+        try:
+            model = Model(model_path)
+            cache = ContextCache(model, options)
+            self._on_loaded(model)
+        except Exception as exc:  # any failure leaves the daemon up, answering with this error
+            log.error("cannot load model %s: %s", model_path, exc)
+            self._set_status(state="error", error=str(exc))
+            return
+        self._model, self._cache = model, cache
+        self._set_status(state="ready", n_ctx=cache.n_ctx, strategy=cache.strategy)
+
+    def _close_model(self) -> None:
+        if self._cache is not None:
+            self._cache.close()
+        if self._model is not None:
+            self._model.close()
+        self._model = self._cache = None
+
+    def _run_job(self, job: Job) -> None:
+        # Once running, the future cannot be cancelled under us (the job's cancel event stops it).
+        if job.cancel.is_set() or not job.future.set_running_or_notify_cancel():
+            if not job.future.done():
+                job.future.set_exception(ModelUnavailable("cancelled before it started"))
+            return
+        if self._cache is None or self._model is None:
+            reason = self.status().error or "the model is still loading"
+            job.future.set_exception(ModelUnavailable(f"no model available: {reason}"))
+            return
+        session = Session(self._model, self._cache, job, self._has_interactive, self._record_update)
+        self._set_status(state="busy" if job.interactive else "preloading")
+        try:
+            job.future.set_result(job.fn(session))
+        except BaseException as exc:  # handed to the waiting request, never kills the worker
+            log.debug("job %s failed: %s", job.label, exc)
+            job.future.set_exception(exc)
+        finally:
+            self._set_status(state="ready", **self._cache_figures())
+
+    def _cache_figures(self) -> dict[str, Any]:
+        cache = self._cache
+        if cache is None:
+            return {}
+        return {"tokens_cached": len(cache.tokens), "checkpoints": len(cache.checkpoints),
+                "checkpoint_bytes": cache.checkpoints.nbytes}
+
+    def _record_update(self, stats: UpdateStats) -> None:
+        self._set_status(last_update=stats, **self._cache_figures())
+
+    def _set_status(self, **changes: Any) -> None:
+        with self._cond:
+            self._status = Status(**{**self._status.__dict__, **changes})
+            status = self._status
+        self._on_status(status)

@@ -1,0 +1,158 @@
+"""The daemon over real LSP: sync, context order, completion, chat, cancellation, preloading,
+files changed on disk, configuration errors and bad input."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lsprotocol import types
+from pygls.exceptions import JsonRpcException
+from pytest_lsp import LanguageClient
+
+from coderag_daemon.documents import path_to_uri
+from coderag_daemon.server import plain
+
+from .conftest import SERVER, edit, initialize_params, open_file, until
+
+
+async def request(client: LanguageClient, method: str, params: object = None) -> Any:
+    return plain(await client.protocol.send_request_async(method, params))
+
+
+async def context_paths(client: LanguageClient) -> list[str]:
+    result = await request(client, "coderag/context", {})
+    return [f["path"] for f in result["files"]]
+
+
+def inline_params(uri: str, line: int, character: int) -> types.InlineCompletionParams:
+    return types.InlineCompletionParams(
+        text_document=types.TextDocumentIdentifier(uri=uri), position=types.Position(line=line, character=character),
+        context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Invoked))
+
+
+async def test_initialize_announces_inline_completion(client: LanguageClient) -> None:
+    # pytest-lsp's initialize_session returned the capabilities; ask again via the recorded state
+    status = client.recorder.status[-1]
+    assert status["state"] == "ready" and status["nCtx"] == 4096 and status["strategy"] == "truncate"
+
+
+async def test_document_sync_matches_the_editor(client: LanguageClient, workspace: Path) -> None:
+    uri = open_file(client, workspace / "tasktrack" / "models.py")
+    edit(client, uri, 2, 0, 0, "# café ☕ 𝄞\r\n")
+    edit(client, uri, 3, 0, 9, "X", end=(0, 11))  # replaces 𝄞: a surrogate pair, 2 UTF-16 units
+    result = await request(client, "coderag/documentText", {"uri": uri})
+    expected = "# café ☕ X\r\n" + (workspace / "tasktrack" / "models.py").read_text()
+    assert result["text"] == expected and result["version"] == 3
+
+
+async def test_context_order_is_least_recently_edited_first(client: LanguageClient, workspace: Path) -> None:
+    pkg = workspace / "tasktrack"
+    uris = {name: open_file(client, pkg / name) for name in ("config.py", "auth.py", "scheduler.py")}
+    assert await context_paths(client) == ["tasktrack/config.py", "tasktrack/auth.py", "tasktrack/scheduler.py"]
+    edit(client, uris["config.py"], 2, 0, 0, "# edited\n")
+    assert await context_paths(client) == ["tasktrack/auth.py", "tasktrack/scheduler.py", "tasktrack/config.py"]
+    result = await request(client, "coderag/context", {})
+    assert all(f["tokens"] > 0 and f["uri"].startswith("file://") for f in result["files"])
+
+
+async def test_inline_completion_and_type_through(client: LanguageClient, workspace: Path) -> None:
+    uri = open_file(client, workspace / "tasktrack" / "auth.py")
+    result = await client.text_document_inline_completion_async(inline_params(uri, 10, 0))
+    assert result is not None and len(result.items) <= 1
+    status = await until(lambda: [s for s in client.recorder.status if s.get("last")], what="status with figures")
+    assert status[-1]["last"]["tokensReprocessed"] > 0
+    if result.items:  # a random-weight model may propose nothing; when it does, typing through it is free
+        shown = result.items[0].insert_text
+        text = (workspace / "tasktrack" / "auth.py").read_text().split("\n")
+        edit(client, uri, 2, 10, 0, shown[0])
+        before = len(client.recorder.status)
+        again = await client.text_document_inline_completion_async(inline_params(uri, 10, len(shown[0]) if "\n" not in shown[0] else 0))
+        if "\n" not in shown[0] and len(shown) > 1:
+            assert again.items[0].insert_text == shown[1:]
+            assert len(client.recorder.status) == before  # no model work was done
+        assert text
+
+
+async def test_chat_streams_the_answer(client: LanguageClient, workspace: Path) -> None:
+    uri = open_file(client, workspace / "tasktrack" / "auth.py")
+    result = await request(client, "coderag/chat", {"question": "Where is a token's expiry checked?", "uri": uri,
+                                                   "position": {"line": 3, "character": 0}, "token": "t1"})
+    streamed = "".join(d["delta"] for d in client.recorder.deltas if d["token"] == "t1")
+    assert streamed == result["answer"]
+    assert result["stats"]["tokensReprocessed"] > 0 and result["stats"]["stopReason"]
+
+
+async def test_cancel_stops_a_chat(client: LanguageClient, workspace: Path) -> None:
+    open_file(client, workspace / "tasktrack" / "api.py")
+    future = client.protocol.send_request("coderag/chat", {"question": "Explain everything in detail.", "token": "c"}, msg_id="chat-1")
+    await until(lambda: client.recorder.deltas, what="first streamed text")
+    client.protocol.notify("$/cancelRequest", types.CancelParams(id="chat-1"))
+    with pytest.raises(JsonRpcException, match="cancel"):
+        await asyncio.wrap_future(future)
+    streamed = len(client.recorder.deltas)
+    # the worker is free again at once: another request is answered, and no more text arrives
+    assert await context_paths(client) == ["tasktrack/api.py"]
+    assert len(client.recorder.deltas) == streamed
+
+
+async def test_completion_preempts_a_preload(client: LanguageClient, workspace: Path) -> None:
+    pkg = workspace / "tasktrack"
+    uris = [open_file(client, pkg / name) for name in ("storage.py", "api.py", "notifications.py")]
+    edit(client, uris[0], 2, 0, 0, "# first file edited: the whole context is preloaded\n")
+    await until(lambda: any(s.get("state") == "preloading" for s in client.recorder.status), what="a preload")
+    result = await client.text_document_inline_completion_async(inline_params(uris[1], 5, 0))
+    assert result is not None
+    states = [s["state"] for s in client.recorder.status]
+    assert "busy" in states[states.index("preloading"):]
+
+
+async def test_file_changed_on_disk_is_reread(client: LanguageClient, workspace: Path) -> None:
+    path = workspace / "tasktrack" / "cli.py"
+    uri = open_file(client, path)
+    client.text_document_did_close(types.DidCloseTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=uri)))
+    before = {f["path"]: f["tokens"] for f in (await request(client, "coderag/context", {}))["files"]}
+    path.write_text(path.read_text() + "\n\ndef added_on_disk() -> None:\n    '''Written by another tool.'''\n")
+
+    async def tokens_now() -> int:
+        return {f["path"]: f["tokens"] for f in (await request(client, "coderag/context", {}))["files"]}["tasktrack/cli.py"]
+
+    for _ in range(100):
+        if await tokens_now() > before["tasktrack/cli.py"]:
+            break
+        await asyncio.sleep(0.05)
+    assert await tokens_now() > before["tasktrack/cli.py"]
+    path.unlink()
+    for _ in range(100):
+        if "tasktrack/cli.py" not in await context_paths(client):
+            break
+        await asyncio.sleep(0.05)
+    assert "tasktrack/cli.py" not in await context_paths(client)
+
+
+async def test_bad_input_gets_errors_and_the_server_stays_up(client: LanguageClient, workspace: Path) -> None:
+    with pytest.raises(JsonRpcException, match="Method Not Found|not found"):
+        await request(client, "coderag/noSuchMethod", {})
+    with pytest.raises(JsonRpcException, match="question"):
+        await request(client, "coderag/chat", {"question": 42})
+    with pytest.raises(JsonRpcException, match="unknown document"):
+        await client.text_document_inline_completion_async(inline_params("file:///nowhere.py", 0, 0))
+    # an edit for an unknown document and one out of range are refused with a log line
+    edit(client, "file:///nowhere.py", 2, 0, 0, "x")
+    uri = open_file(client, workspace / "tasktrack" / "config.py")
+    edit(client, uri, 2, 5, 10, "x", end=(2, 2))
+    text = (await request(client, "coderag/documentText", {"uri": uri}))["text"]
+    assert text == (workspace / "tasktrack" / "config.py").read_text()
+    assert await context_paths(client) == ["tasktrack/config.py"]
+
+
+async def test_files_outside_the_workspace_never_enter(client: LanguageClient, workspace: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "secret_elsewhere.py"
+    outside.write_text("API_KEY = 'x'\n")
+    open_file(client, outside)
+    open_file(client, workspace / "tasktrack" / ".." / ".." / outside.name)
+    (workspace / ".env").write_text("PASSWORD=hunter2\n")
+    open_file(client, workspace / ".env")
+    assert await context_paths(client) == []

@@ -1,0 +1,64 @@
+"""Completion stops, trimming and the type-through cache (no model)."""
+
+from __future__ import annotations
+
+from coderag_daemon.completion import StopRule, TypeThroughCache, Window, cursor_window, trim_suffix_overlap
+
+
+def test_window_takes_whole_lines_around_the_cursor() -> None:
+    text = "".join(f"line{i}\n" for i in range(100))
+    offset = text.index("line50") + 3
+    w = cursor_window(text, offset, prefix_lines=2, suffix_lines=1)
+    assert w.prefix == "line48\nline49\nlin"
+    assert w.suffix == "e50\nline51\n"
+
+
+def test_window_at_edges() -> None:
+    assert cursor_window("abc", 0) == Window("", "abc")
+    assert cursor_window("abc", 3) == Window("abc", "")
+
+
+def test_mid_line_completes_the_line_only() -> None:
+    rule = StopRule.at(Window("x = compute(", ")\n"))
+    assert rule.single_line
+    assert rule.cut("a, b") is None
+    assert rule.cut("a, b\n    more") == 4
+
+
+def test_block_ends_at_dedent() -> None:
+    prefix = "def f(x):\n    if x:\n        "
+    rule = StopRule.at(Window(prefix, "\n"))
+    assert not rule.single_line and rule.block_indent == 8
+    assert rule.cut("return 1\n        ") is None  # still inside the block; last line may grow
+    assert rule.cut("return 1\n    return 2\n") == len("return 1")
+
+
+def test_empty_line_after_block_opener_indents() -> None:
+    rule = StopRule.at(Window("def f(x):\n", ""))
+    assert rule.block_indent == 4
+    assert rule.cut("    y = x\n    return y\ndef g():\n") == len("    y = x\n    return y")
+
+
+def test_top_level_statement_stops_at_blank_line() -> None:
+    rule = StopRule.at(Window("import os\n", ""))
+    assert rule.cut("import sys\n\nimport re\n") == len("import sys")
+
+
+def test_trim_closing_brackets_already_in_suffix() -> None:
+    assert trim_suffix_overlap("a, b)", ")\n") == "a, b"
+    assert trim_suffix_overlap("value\n    return x", "    return x\n") == "value"
+    assert trim_suffix_overlap("total = 1", "foo\n") == "total = 1"
+
+
+def test_trim_does_not_eat_short_word_overlaps() -> None:
+    assert trim_suffix_overlap("result = ab", "b = 2\n") == "result = ab"
+
+
+def test_type_through_answers_from_cache() -> None:
+    cache = TypeThroughCache()
+    cache.remember("file:///a.py", "def f(", ")\n", "x, y")
+    assert cache.lookup("file:///a.py", "def f(x", ")\n") == ", y"
+    assert cache.lookup("file:///a.py", "def f(x, y", ")\n") is None  # fully typed: nothing left
+    assert cache.lookup("file:///a.py", "def f(z", ")\n") is None  # typed something else
+    assert cache.lookup("file:///a.py", "def f(x", "]\n") is None  # text after the cursor changed
+    assert cache.lookup("file:///b.py", "def f(x", ")\n") is None

@@ -1,5 +1,6 @@
 # Two entry points for a fresh machine (see README.md):
 #   make demo   set everything up, install the default model, run the main job
+#               (a scripted editor session against the daemon; `make bench` runs the engine benchmark)
 #   make test   set everything up and run the test suite
 # Everything lands in .venv/ and .build/ inside the checkout.
 
@@ -14,7 +15,7 @@ LLAMA_CMAKE := -DCMAKE_C_FLAGS='$(NO_AMX)' -DCMAKE_CXX_FLAGS='$(NO_AMX)' -DLLAMA
 WHEELS      := .build/wheels/llama-cpp-python-$(LLAMA_CPP)-noamx
 JOBS        ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: setup model demo test clean
+.PHONY: setup model demo bench test clean
 
 $(VENV)/bin/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +41,9 @@ model: setup
 	$(VENV)/bin/coderag-daemon model install
 
 demo: model
+	$(VENV)/bin/coderag-daemon demo
+
+bench: model
 	$(VENV)/bin/coderag-daemon bench engine
 
 test: setup

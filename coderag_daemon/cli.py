@@ -97,6 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     engine_bench.add_arguments(bench_sub.add_parser("engine", help="cache engine vs llama-cpp-python prefix reuse vs full reprocess"))
     bench.set_defaults(func=_bench_command)
+
+    from .bench import editor_session
+
+    demo = sub.add_parser("demo", help="a scripted editor session against the daemon over LSP, with timings")
+    editor_session.add_arguments(demo)
+    demo.set_defaults(func=editor_session.run)
     return parser
 
 
@@ -106,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("coderag_daemon").setLevel(args.log_level)
     try:
         return args.func(args)
-    except (default_model.ModelInstallError, _user_errors()) as exc:
+    except (default_model.ModelInstallError, *_user_errors()) as exc:
         print(f"coderag-daemon: error: {exc}", file=sys.stderr)
         return 2
 

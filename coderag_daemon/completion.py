@@ -18,23 +18,20 @@ class Window:
     suffix: str
 
 
-def cursor_window(text: str, offset: int, prefix_lines: int = 60, suffix_lines: int = 12) -> Window:
-    """The text around the cursor that goes in the request tail: the cursor's line plus up to
-    `prefix_lines` whole lines above and `suffix_lines` below."""
+def cursor_window(text: str, offset: int, prefix_lines: int = 64, suffix_lines: int = 4, anchor: int = 32) -> Window:
+    """The text around the cursor that goes in the request tail: at least `prefix_lines` whole lines
+    above the cursor's line and `suffix_lines` below.
+
+    The first line is anchored to a multiple of `anchor`, so it stays put while the user types and
+    adds lines: the tail then changes only from the cursor on, and only that part is reprocessed.
+    Everything after the cursor is reprocessed on every keystroke, hence the short suffix.
+    """
     before, after = text[:offset], text[offset:]
-    start = _nth_from_end(before, "\n", prefix_lines + 1)
+    cursor_line = before.count("\n")
+    first = max(0, (cursor_line - prefix_lines) // anchor * anchor)
+    start = _nth(before, "\n", first) if first else 0
     end = _nth(after, "\n", suffix_lines + 1)
     return Window(before[start:], after[:end])
-
-
-def _nth_from_end(s: str, ch: str, n: int) -> int:
-    """Index just after the n-th `ch` counted from the end (0 if there are fewer)."""
-    i = len(s)
-    for _ in range(n):
-        i = s.rfind(ch, 0, i)
-        if i < 0:
-            return 0
-    return i + 1
 
 
 def _nth(s: str, ch: str, n: int) -> int:

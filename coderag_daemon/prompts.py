@@ -72,10 +72,11 @@ class Tokenizer(Protocol):
 class PromptOptions:
     """Token budgets of the request tail, so a long line or question cannot crowd out the answer."""
 
-    prefix_tokens: int = 768
-    """Text before the cursor: whole lines, the nearest kept."""
-    suffix_tokens: int = 256
-    """Text after the cursor: whole lines, the nearest kept."""
+    prefix_tokens: int = 2048
+    """Text before the cursor: whole lines, the nearest kept. A safety net for very long lines: the
+    cursor window (completion.py) normally decides, and keeps its first line stable while typing."""
+    suffix_tokens: int = 96
+    """Text after the cursor: whole lines, the nearest kept. Reprocessed on every keystroke."""
     chat_tokens: int = 1024
     """Conversation text of a chat tail; older turns go first, then the middle of the longest."""
 

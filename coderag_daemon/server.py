@@ -285,6 +285,7 @@ def build_server(options: Options) -> CoderagServer:
             label="completion", cancel=cancel)
         ls._completion_cancel.pop(uri, None)
         ls.shown.remember(uri, before, after, outcome.text)
+        ls.worker.report_request({"kind": "completion", **outcome.as_stats()})
         log.info("completion: %s", outcome.as_stats())
         return _items(outcome.text, params.position)
 
@@ -310,6 +311,7 @@ def build_server(options: Options) -> CoderagServer:
         outcome: jobs.Outcome = await ls.run(
             functools.partial(jobs.chat, project=ls.project, messages=messages, note=note, options=ls.options, on_text=on_text),
             label="chat")
+        ls.worker.report_request({"kind": "chat", **outcome.as_stats()})
         log.info("chat: %s", outcome.as_stats())
         return {"answer": outcome.text, "stats": outcome.as_stats()}
 

@@ -74,6 +74,7 @@ class Status:
     checkpoint_bytes: int = 0
     strategy: str | None = None
     last_update: UpdateStats | None = None
+    last_request: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The `coderag/status` payload (camelCase, as the protocol document says)."""
@@ -84,6 +85,8 @@ class Status:
             u = self.last_update
             out["last"] = {"tokensReprocessed": u.tokens_reprocessed, "tokensKept": u.tokens_kept,
                            "prefillMs": round(u.decode_ms + u.restore_ms + u.checkpoint_ms, 1), "restoreKind": u.restore_kind}
+        if self.last_request is not None:
+            out["lastRequest"] = self.last_request
         return out
 
 
@@ -100,6 +103,7 @@ class ModelWorker:
         self._on_loaded = on_loaded
         self._load_request: tuple[str, EngineOptions] | None = None
         self._stopping = False
+        self._requests = 0
         self._thread = threading.Thread(target=self._run, name="coderag-model", daemon=True)
         self._thread.start()
 
@@ -234,6 +238,14 @@ class ModelWorker:
             return {}
         return {"tokens_cached": len(cache.tokens), "checkpoints": len(cache.checkpoints),
                 "checkpoint_bytes": cache.checkpoints.nbytes}
+
+    def report_request(self, figures: dict[str, Any]) -> None:
+        """A request finished: its figures (prefill, first token, generation) go out with the status,
+        numbered so a client can tell a new request's figures from the previous ones."""
+        with self._cond:
+            self._requests += 1
+            seq = self._requests
+        self._set_status(last_request={"seq": seq, **figures})
 
     def _record_update(self, stats: UpdateStats) -> None:
         self._set_status(last_update=stats, **self._cache_figures())

@@ -8,9 +8,20 @@ from coderag_daemon.completion import StopRule, TypeThroughCache, Window, cursor
 def test_window_takes_whole_lines_around_the_cursor() -> None:
     text = "".join(f"line{i}\n" for i in range(100))
     offset = text.index("line50") + 3
-    w = cursor_window(text, offset, prefix_lines=2, suffix_lines=1)
+    w = cursor_window(text, offset, prefix_lines=2, suffix_lines=1, anchor=1)
     assert w.prefix == "line48\nline49\nlin"
     assert w.suffix == "e50\nline51\n"
+
+
+def test_window_start_stays_put_while_typing_new_lines() -> None:
+    text = "".join(f"line{i}\n" for i in range(200))
+    starts = set()
+    for cursor_line in range(100, 120):  # the user types twenty new lines
+        offset = text.index(f"line{cursor_line}\n")
+        starts.add(cursor_window(text, offset, prefix_lines=64, anchor=32).prefix.split("\n", 1)[0])
+    assert starts == {"line32"}
+    w = cursor_window(text, text.index("line100\n"), prefix_lines=64, anchor=32)
+    assert w.prefix.count("\n") >= 64
 
 
 def test_window_at_edges() -> None:

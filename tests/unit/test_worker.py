@@ -1,0 +1,96 @@
+"""The model worker: interactive jobs preempt a preload within one batch; cancellation; errors."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from coderag_daemon.engine import EngineOptions
+from coderag_daemon.worker import ModelUnavailable, ModelWorker, Session, Status
+from fixtures.tiny_models import tiny_model_path
+
+OPTIONS = EngineOptions(n_ctx=8192, n_batch=32, n_threads=1)
+
+
+def wait(predicate, timeout: float = 20.0) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+@pytest.fixture
+def worker():  # noqa: ANN201
+    statuses: list[Status] = []
+    w = ModelWorker(on_status=statuses.append)
+    w.statuses = statuses
+    w.load(str(tiny_model_path("dense")), OPTIONS)
+    wait(lambda: w.status().state == "ready")
+    yield w
+    w.stop()
+
+
+def test_interactive_job_preempts_a_preload_within_one_batch(worker: ModelWorker) -> None:
+    long_target = [[(i * 7) % 900 + 10 for i in range(6000)]]
+    preload_started = threading.Event()
+    outcome: dict[str, object] = {}
+
+    def preload(session: Session) -> None:
+        preload_started.set()
+        outcome["preload"] = session.update(long_target)
+
+    worker.schedule_preload(preload, delay=0)
+    preload_started.wait(10)
+    wait(lambda: worker.status().state == "preloading")
+    future = worker.submit(lambda session: len(session.cache.tokens), label="interactive")
+    cached_when_interactive_ran = future.result(timeout=20)
+    stats = outcome["preload"]
+    assert not stats.completed  # it gave way
+    assert stats.tokens_reprocessed < len(long_target[0])
+    # it stopped at a batch boundary: what it decoded is exactly what the cache holds
+    assert cached_when_interactive_ran == stats.tokens_reprocessed
+    assert cached_when_interactive_ran % OPTIONS.n_batch == 0
+
+
+def test_a_newer_preload_replaces_a_pending_one(worker: ModelWorker) -> None:
+    ran: list[str] = []
+    worker.schedule_preload(lambda s: ran.append("old"), delay=0.3)
+    worker.schedule_preload(lambda s: ran.append("new"), delay=0.05)
+    wait(lambda: ran)
+    time.sleep(0.4)
+    assert ran == ["new"]
+
+
+def test_cancel_before_start_and_errors_reach_the_caller(worker: ModelWorker) -> None:
+    gate = threading.Event()
+    blocker = worker.submit(lambda s: gate.wait(10), label="blocker")
+    cancel = threading.Event()
+    queued = worker.submit(lambda s: "ran", label="queued", cancel=cancel)
+    cancel.set()
+    gate.set()
+    blocker.result(timeout=10)
+    with pytest.raises(ModelUnavailable, match="cancelled"):
+        queued.result(timeout=10)
+
+    def boom(session: Session) -> None:
+        raise ValueError("broken job")
+
+    with pytest.raises(ValueError, match="broken job"):
+        worker.submit(boom).result(timeout=10)
+    assert worker.submit(lambda s: "still alive").result(timeout=10) == "still alive"
+
+
+def test_a_broken_model_leaves_the_worker_answering_with_the_reason(tmp_path) -> None:  # noqa: ANN001
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"not a model")
+    w = ModelWorker()
+    try:
+        w.load(str(bad), OPTIONS)
+        wait(lambda: w.status().state == "error")
+        assert "not a GGUF" in (w.status().error or "")
+        with pytest.raises(ModelUnavailable, match="not a GGUF"):
+            w.submit(lambda s: None).result(timeout=10)
+    finally:
+        w.stop()

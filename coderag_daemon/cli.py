@@ -68,9 +68,9 @@ def _bounded(name: str) -> Callable[[str], int]:
 
 
 def _bench_command(args: argparse.Namespace) -> int:
-    from .bench import engine_bench
+    from .bench import daemon_bench, engine_bench
 
-    return engine_bench.run(args)
+    return {"engine": engine_bench, "daemon": daemon_bench}[args.bench].run(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .bench import engine_bench
 
     engine_bench.add_arguments(bench_sub.add_parser("engine", help="cache engine vs llama-cpp-python prefix reuse vs full reprocess"))
+    from .bench import daemon_bench
+
+    daemon_bench.add_arguments(bench_sub.add_parser("daemon", help="an editing session over LSP: latency and tokens reprocessed"))
     bench.set_defaults(func=_bench_command)
 
     from .bench import editor_session

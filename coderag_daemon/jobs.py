@@ -44,15 +44,8 @@ class Outcome:
         }
 
 
-def _layout(project: Project):  # noqa: ANN202 - PromptLayout; imported lazily by the caller's type
-    with project.lock:
-        if project.context is None:
-            raise RuntimeError("no model layout yet")
-        return project.context.layout
-
-
 def completion_target(project: Project, doc: Document, window: Window) -> list[list[int]]:
-    layout = _layout(project)
+    layout = project.layout()
     tail = layout.completion_tail(project.display_path(doc), window.prefix, window.suffix)
     return [*project.segments(exclude=doc), tail]
 
@@ -71,7 +64,7 @@ def complete(session: Session, project: Project, doc: Document, window: Window, 
     rule = StopRule.at(window)
     gen = generate(
         session.cache,
-        GenerationOptions(max_tokens=options.max_completion_tokens, stop_tokens=_layout(project).stop_tokens,
+        GenerationOptions(max_tokens=options.max_completion_tokens, stop_tokens=project.layout().stop_tokens,
                           time_budget_s=options.completion_time_budget_ms / 1000),
         cancelled=session.cancelled,
         should_stop=rule.cut,
@@ -80,15 +73,18 @@ def complete(session: Session, project: Project, doc: Document, window: Window, 
     return Outcome(text, gen.stop_reason, stats, prefill_ms, gen.first_token_ms, gen.total_ms, len(gen.tokens))
 
 
-def preload(session: Session, target: Callable[[], list[list[int]]]) -> None:
+def preload(session: Session, target: Callable[[], list[list[int]]], done: Callable[[], None]) -> None:
     """Bring the cache to the context the next request is expected to need; yields to requests."""
-    session.update(target())
+    try:
+        session.update(target())
+    finally:
+        done()
 
 
 def chat(session: Session, project: Project, messages: list[dict[str, str]], note: str | None,
          options: Options, on_text: Callable[[str], None]) -> Outcome:
     """An answer about the project, streamed through `on_text`."""
-    layout = _layout(project)
+    layout = project.layout()
     target = [*project.segments(), layout.chat_tail(messages, note)]
     stats, prefill_ms = _prefill(session, target)
     gen = generate(

@@ -158,6 +158,11 @@ class Project:
             context = self._require_context()
             return context.segments(self.display_path(exclude) if exclude is not None and exclude.path else None)
 
+    def layout(self) -> PromptLayout:
+        """The prompt layout of the loaded model."""
+        with self.lock:
+            return self._require_context().layout
+
     def _require_context(self) -> ContextPolicy:
         if self.context is None:
             raise RuntimeError("no model is loaded yet")

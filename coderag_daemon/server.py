@@ -90,8 +90,9 @@ class CoderagServer(LanguageServer):
     async def run(self, fn: Callable[[Any], Any], label: str, cancel: threading.Event | None = None) -> Any:
         """Run a job on the model worker; a $/cancelRequest stops it within one batch or token."""
         cancel = cancel or threading.Event()
+        progress = PrefillProgress(self, f"coderag: {label}")
         try:
-            future = self.worker.submit(fn, label=label, cancel=cancel)
+            future = self.worker.submit(fn, label=label, cancel=cancel, progress=progress)
             return await asyncio.wrap_future(future)
         except asyncio.CancelledError:
             cancel.set()
@@ -100,6 +101,8 @@ class CoderagServer(LanguageServer):
             raise JsonRpcRequestFailed(str(exc)) from exc
         except jobs.Interrupted as exc:
             raise JsonRpcRequestCancelled("cancelled") from exc
+        finally:
+            progress.finish()
 
     def schedule_preload(self) -> None:
         cursor = self.project.last_edit
@@ -110,7 +113,9 @@ class CoderagServer(LanguageServer):
             return
         window = cursor_window(doc.text, min(cursor.offset, len(doc.text)))
         target = functools.partial(jobs.completion_target, self.project, doc, window)
-        self.worker.schedule_preload(functools.partial(jobs.preload, target=target), self.options.preload_delay_ms / 1000)
+        progress = PrefillProgress(self, "coderag: preloading")
+        self.worker.schedule_preload(functools.partial(jobs.preload, target=target, done=progress.finish),
+                                     self.options.preload_delay_ms / 1000, progress=progress)
 
     # --- configuration ------------------------------------------------------------------------------
 
@@ -143,6 +148,56 @@ class CoderagServer(LanguageServer):
             self.shown.clear()
             log.info("changed on disk: %s", " -> ".join(paths))
         return on_event
+
+
+class PrefillProgress:
+    """Work-done progress ($/progress) for prefills of more than THRESHOLD tokens.
+
+    Called from the worker thread after every batch; the progress is created on the client only
+    once a prefill turns out to be long, and reports wait until the client has accepted it."""
+
+    THRESHOLD = 1024
+
+    def __init__(self, ls: CoderagServer, title: str) -> None:
+        self.ls, self.title = ls, title
+        self.token: str | None = None
+        self.ready = self.finished = False
+
+    def __call__(self, done: int, total: int) -> None:
+        if total < self.THRESHOLD or not _supports_progress(self.ls):
+            return
+        if self.token is None:
+            self.token = str(uuid.uuid4())
+            self.ls.call_soon(lambda: asyncio.ensure_future(self._begin()))
+        elif self.ready:
+            report = types.WorkDoneProgressReport(message=f"{done} of {total} tokens", percentage=100 * done // total)
+            self.ls.call_soon(self.ls.work_done_progress.report, self.token, report)
+
+    async def _begin(self) -> None:
+        try:
+            await self.ls.work_done_progress.create_async(self.token)
+        except Exception as exc:  # a client may refuse; the prefill goes on regardless
+            log.debug("progress refused: %s", exc)
+            return
+        self.ls.work_done_progress.begin(self.token, types.WorkDoneProgressBegin(title=self.title, percentage=0))
+        self.ready = True
+        if self.finished:
+            self._finish()
+
+    def finish(self) -> None:
+        """From any thread; the flags are only touched on the event loop, so the end is sent once."""
+        self.ls.call_soon(self._finish)
+
+    def _finish(self) -> None:
+        self.finished = True
+        if self.ready:
+            self.ready = False
+            self.ls.work_done_progress.end(self.token, types.WorkDoneProgressEnd())
+
+
+def _supports_progress(ls: CoderagServer) -> bool:
+    window = ls.client_capabilities.window
+    return window is not None and bool(window.work_done_progress)
 
 
 class JsonRpcRequestFailed(JsonRpcException):
@@ -185,6 +240,7 @@ def build_server(options: Options) -> CoderagServer:
 
     @server.feature(types.INITIALIZE)
     def initialize(ls: CoderagServer, params: types.InitializeParams) -> None:
+        ls.loop = asyncio.get_running_loop()
         roots = [uri_to_path(f.uri) for f in params.workspace_folders or []]
         if not roots and params.root_uri:
             roots = [uri_to_path(params.root_uri)]
@@ -193,11 +249,9 @@ def build_server(options: Options) -> CoderagServer:
 
     @server.feature(types.INITIALIZED)
     async def initialized(ls: CoderagServer, params: types.InitializedParams) -> None:
-        ls.loop = asyncio.get_running_loop()
         logging.getLogger("coderag_daemon").addHandler(_ClientLogHandler(ls))
         ls.restart_watcher()
-        capabilities = ls.client_capabilities.window
-        if capabilities is not None and capabilities.work_done_progress:
+        if _supports_progress(ls):
             token = str(uuid.uuid4())
             try:
                 await ls.work_done_progress.create_async(token)

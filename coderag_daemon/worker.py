@@ -36,6 +36,7 @@ class Job(Generic[T]):
     cancel: threading.Event = field(default_factory=threading.Event)
     future: Future = field(default_factory=Future)
     label: str = ""
+    progress: Callable[[int, int], None] | None = None
 
 
 @dataclass
@@ -58,7 +59,7 @@ class Session:
 
     def update(self, segments: list[list[int]]) -> UpdateStats:
         """Bring the cache to `segments`, yielding as `interrupted` says; the figures go to status."""
-        stats = self.cache.update(segments, interrupt=self.interrupted)
+        stats = self.cache.update(segments, interrupt=self.interrupted, progress=self.job.progress)
         self.report(stats)
         return stats
 
@@ -74,6 +75,7 @@ class Status:
     checkpoint_bytes: int = 0
     strategy: str | None = None
     last_update: UpdateStats | None = None
+    update_seq: int = 0
     last_request: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -83,7 +85,7 @@ class Status:
                "strategy": self.strategy}
         if self.last_update is not None:
             u = self.last_update
-            out["last"] = {"tokensReprocessed": u.tokens_reprocessed, "tokensKept": u.tokens_kept,
+            out["last"] = {"seq": self.update_seq, "tokensReprocessed": u.tokens_reprocessed, "tokensKept": u.tokens_kept,
                            "prefillMs": round(u.decode_ms + u.restore_ms + u.checkpoint_ms, 1), "restoreKind": u.restore_kind}
         if self.last_request is not None:
             out["lastRequest"] = self.last_request
@@ -121,8 +123,9 @@ class ModelWorker:
             self._load_request = None
         self._set_status(state="error", error=message)
 
-    def submit(self, fn: Callable[[Session], T], *, label: str = "", cancel: threading.Event | None = None) -> Future:
-        job = Job(fn, interactive=True, label=label)
+    def submit(self, fn: Callable[[Session], T], *, label: str = "", cancel: threading.Event | None = None,
+               progress: Callable[[int, int], None] | None = None) -> Future:
+        job = Job(fn, interactive=True, label=label, progress=progress)
         if cancel is not None:
             job.cancel = cancel
         with self._cond:
@@ -132,12 +135,13 @@ class ModelWorker:
             self._cond.notify()
         return job.future
 
-    def schedule_preload(self, fn: Callable[[Session], Any], delay: float, label: str = "preload") -> None:
+    def schedule_preload(self, fn: Callable[[Session], Any], delay: float, label: str = "preload",
+                         progress: Callable[[int, int], None] | None = None) -> None:
         """Run `fn` after `delay` seconds of quiet; a newer preload replaces a pending one."""
         with self._cond:
             if self._preload is not None:
                 self._preload[1].cancel.set()
-            self._preload = (time.monotonic() + delay, Job(fn, interactive=False, label=label))
+            self._preload = (time.monotonic() + delay, Job(fn, interactive=False, label=label, progress=progress))
             self._cond.notify()
 
     def status(self) -> Status:
@@ -248,7 +252,7 @@ class ModelWorker:
         self._set_status(last_request={"seq": seq, **figures})
 
     def _record_update(self, stats: UpdateStats) -> None:
-        self._set_status(last_update=stats, **self._cache_figures())
+        self._set_status(last_update=stats, update_seq=self.status().update_seq + 1, **self._cache_figures())
 
     def _set_status(self, **changes: Any) -> None:
         with self._cond:

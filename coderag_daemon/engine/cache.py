@@ -158,12 +158,13 @@ class ContextCache:
     def uses_checkpoints(self) -> bool:
         return self.options.checkpoint_budget_bytes > 0 and self.strategy in ("swa-checkpoints", "state-checkpoints")
 
-    def update(self, segments: Sequence[Sequence[int]], interrupt: Callable[[], bool] | None = None) -> UpdateStats:
+    def update(self, segments: Sequence[Sequence[int]], interrupt: Callable[[], bool] | None = None,
+               progress: Callable[[int, int], None] | None = None) -> UpdateStats:
         """Make the cache hold the concatenated segments, decoding as little as possible.
 
         `interrupt` is polled before every batch; when it returns True the update stops there and
         the cache holds a valid prefix of the target (stats.completed is False), so the next update
-        resumes where this one stopped.
+        resumes where this one stopped. `progress(done, total)` follows the decoding, batch by batch.
         """
         target = list(itertools.chain.from_iterable(segments))
         if not target:
@@ -181,7 +182,7 @@ class ContextCache:
         t0 = time.perf_counter()
         r, kind = self._rewind(p)
         stats = UpdateStats(n, p, r, kind, checkpoints_invalidated=dropped, restore_ms=_ms(t0))
-        self._decode_target(target, boundaries, interrupt, stats)
+        self._decode_target(target, boundaries, interrupt, progress, stats)
         return stats
 
     def _rewind(self, p: int) -> tuple[int, RestoreKind]:
@@ -224,9 +225,11 @@ class ContextCache:
         self._logits = None
         return 0
 
-    def _decode_target(self, target: list[int], boundaries: list[int], interrupt: Callable[[], bool] | None, stats: UpdateStats) -> None:
+    def _decode_target(self, target: list[int], boundaries: list[int], interrupt: Callable[[], bool] | None,
+                       progress: Callable[[int, int], None] | None, stats: UpdateStats) -> None:
         start, n = len(self.tokens), len(target)
-        stops = checkpoint_positions(start, n, self.options.checkpoint_interval, boundaries) if self.uses_checkpoints else []
+        stops = (checkpoint_positions(start, n, self.options.checkpoint_interval, boundaries, min_gap=self.options.n_batch // 8)
+                 if self.uses_checkpoints else [])
         stop_iter = iter(stops)
         next_stop = next(stop_iter, n + 1)
         pos = start
@@ -240,6 +243,8 @@ class ContextCache:
             stats.decode_ms += _ms(t0)
             stats.tokens_reprocessed += end - pos
             pos = end
+            if progress is not None:
+                progress(pos - start, n - start)
             if pos == next_stop:
                 t0 = time.perf_counter()
                 if self._take_checkpoint(pos, n):

@@ -16,17 +16,24 @@ from typing import Iterable, Iterator
 log = logging.getLogger("coderag_daemon.engine")
 
 
-def checkpoint_positions(start: int, end: int, interval: int, boundaries: Iterable[int]) -> list[int]:
+def checkpoint_positions(start: int, end: int, interval: int, boundaries: Iterable[int], min_gap: int = 0) -> list[int]:
     """Positions in (start, end] where a checkpoint is taken while decoding tokens [start, end).
 
     Every multiple of `interval` and every segment boundary; also `end - 1`, so that asking again
     for the same context (its last token's logits) costs one token instead of a whole segment.
+    A position less than `min_gap` after the previous one is skipped: each stop splits a decode
+    batch, and a stop a few tokens after another saves nothing. Kept positions are never more than
+    `interval` apart, so an edit still reprocesses at most `interval` tokens before it.
     """
     wanted = {p for p in boundaries if start < p <= end}
     wanted.update(range((start // interval + 1) * interval, end + 1, interval))
-    if end - 1 > start:
-        wanted.add(end - 1)
-    return sorted(wanted)
+    kept: list[int] = []
+    for p in sorted(wanted):
+        if not kept or p - kept[-1] >= min_gap or p == end:
+            kept.append(p)
+    if end - 1 > start and end - 1 not in kept:
+        kept.insert(-1 if kept and kept[-1] == end else len(kept), end - 1)
+    return kept
 
 
 @dataclass

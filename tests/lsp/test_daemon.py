@@ -157,3 +157,17 @@ async def test_files_outside_the_workspace_never_enter(client: LanguageClient, w
     (workspace / ".env").write_text("PASSWORD=hunter2\n")
     open_file(client, workspace / ".env")
     assert await context_paths(client) == []
+
+
+async def test_long_prefills_report_progress(client: LanguageClient, workspace: Path) -> None:
+    uris = [open_file(client, workspace / "tasktrack" / name) for name in ("storage.py", "api.py", "notifications.py")]
+    await client.text_document_inline_completion_async(inline_params(uris[0], 3, 0))
+
+    def completion_progress() -> list[list[object]]:
+        return [reports for reports in client.progress_reports.values()
+                if reports and getattr(reports[0], "title", "") == "coderag: completion"]
+
+    (reports,) = await until(completion_progress, what="a completion progress")
+    await until(lambda: isinstance(reports[-1], types.WorkDoneProgressEnd), what="its end")
+    percentages = [r.percentage for r in reports if isinstance(r, types.WorkDoneProgressReport)]
+    assert percentages == sorted(percentages) and all(0 <= p <= 100 for p in percentages)

@@ -1,0 +1,188 @@
+"""Daemon benchmark: an editing session over LSP, as an editor drives it.
+
+On a context of real files, twenty edits concentrated on two files in the middle of the context,
+each followed by an inline completion: the first edit of each pair after the preload has run, the
+second at once. Prints the time to first token in both cases, the time of whole single-line
+completions, how long the event loop takes to answer while a prefill runs, and the tokens reprocessed
+over the session against what a prefix-reusing server reprocesses when a client sends the same
+files in a fixed order ahead of each request (computed with the same tokenizer and layout).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from lsprotocol import types
+
+from .. import default_model
+from ..completion import cursor_window
+from ..documents import path_to_uri
+from ..engine import Model
+from ..engine.cache import common_prefix
+from ..prompts import detect_layout
+from ..server import plain
+from .editor_session import SAMPLE, Session
+
+FILES = ["tasktrack/models.py", "tasktrack/config.py", "tasktrack/storage.py", "tasktrack/auth.py", "tasktrack/scheduler.py"]
+HOT = ["tasktrack/auth.py", "tasktrack/storage.py"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=None, help="GGUF model (default: the embedded default model)")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads, 0 = all cores")
+    parser.add_argument("--pairs", type=int, default=10, help="edit pairs (two edits each) (default: %(default)s)")
+
+
+class Doc:
+    """The benchmark's own copy of a file, edited as the editor edits it."""
+
+    def __init__(self, path: Path, rel: str) -> None:
+        self.rel, self.uri, self.text, self.version = rel, path_to_uri(path), path.read_text(), 1
+
+    def insert(self, line: int, text: str) -> int:
+        lines = self.text.split("\n")
+        lines.insert(line, text.rstrip("\n"))
+        self.text = "\n".join(lines)
+        self.version += 1
+        return self.version
+
+    def offset(self, line: int, character: int) -> int:
+        return sum(len(ln) + 1 for ln in self.text.split("\n")[:line]) + character
+
+
+def _quiet_line(doc: Doc, k: int) -> int:
+    """A line inside a function body, spread over the file, to edit in the k-th round."""
+    lines = doc.text.split("\n")
+    body = [i for i, ln in enumerate(lines) if ln.startswith("        ") and ln.strip() and not ln.strip().startswith(('"', "'"))]
+    return body[(k * 7919) % len(body)]
+
+
+async def _probe_event_loop(s: Session, scratch: str, until: asyncio.Future) -> list[float]:
+    """didChange then a request answered on the event loop, repeatedly, while the model works."""
+    rtts, version = [], 1
+    while not until.done():
+        version += 1
+        s.client.text_document_did_change(types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(uri=scratch, version=version),
+            content_changes=[types.TextDocumentContentChangePartial(
+                range=types.Range(start=types.Position(line=0, character=0), end=types.Position(line=0, character=0)), text="x")]))
+        t0 = time.perf_counter()
+        await s.client.protocol.send_request_async("coderag/documentText", {"uri": scratch})
+        rtts.append((time.perf_counter() - t0) * 1000)
+        await asyncio.sleep(0.05)
+    return rtts
+
+
+def _fixed_order_prompt(layout: Any, repo: str, docs: dict[str, Doc], current: Doc, line: int, character: int) -> list[int]:
+    window = cursor_window(current.text, current.offset(line, character))
+    tokens = list(layout.head(repo))
+    for rel in FILES:
+        if rel != current.rel:
+            tokens += layout.file_segment(rel, docs[rel].text)
+    return tokens + layout.completion_tail(current.rel, window.prefix, window.suffix)
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def _run(args: argparse.Namespace) -> int:
+    model_path = args.model or str(default_model.resolve_default())
+    work = Path(tempfile.mkdtemp(prefix="coderag-bench-"))
+    root = work / "tasktrack"
+    shutil.copytree(SAMPLE, root, ignore=shutil.ignore_patterns("QUESTIONS.json", "__pycache__"))
+    tokenizer = Model(model_path)
+    layout = detect_layout(tokenizer)
+    s = Session()
+    await s.client.start_io(sys.executable, "-m", "coderag_daemon", "--model", model_path, "--threads", str(args.threads),
+                            "--context-tokens", "8192", "--n-ctx", "10240", "--log-level", "WARNING")
+    try:
+        await s.client.initialize_async(types.InitializeParams(
+            capabilities=types.ClientCapabilities(), workspace_folders=[types.WorkspaceFolder(uri=path_to_uri(root), name="tasktrack")]))
+        s.client.initialized(types.InitializedParams())
+        if (await s.wait_state("ready", "error"))["state"] == "error":
+            print(f"model failed: {s.status[-1]['error']}")
+            return 1
+        docs = {rel: Doc(root / rel, rel) for rel in FILES}
+        for rel in FILES:
+            s.open(root, rel)
+        scratch = "untitled:scratch"
+        s.client.text_document_did_open(types.DidOpenTextDocumentParams(
+            text_document=types.TextDocumentItem(uri=scratch, language_id="plaintext", version=1, text="")))
+
+        # 1. cold prefill of the whole context, with the event loop probed meanwhile
+        last = docs[FILES[-1]]
+        cold = asyncio.ensure_future(s.complete(last.uri, 3, 0))
+        rtts = await _probe_event_loop(s, scratch, cold)
+        _, cold_seconds, cold_figures = await cold
+        print(f"context: {cold_figures['tokensInContext']} tokens in {len(FILES)} files; cold prefill {cold_seconds:.1f}s; "
+              f"{len(rtts)} didChange+request round trips during it: p50 {_pct(rtts, 0.5):.1f} ms, p99 {_pct(rtts, 0.99):.1f} ms, max {max(rtts):.1f} ms",
+              flush=True)
+
+        # 2. the editing session
+        start_seq = max((st["last"]["seq"] for st in s.status if "last" in st), default=0)
+        previous = _fixed_order_prompt(layout, "tasktrack", docs, last, 3, 0)
+        baseline = 0
+        after_preload: list[tuple[float, float]] = []
+        immediate: list[tuple[float, float]] = []
+        single_line: list[float] = []
+        for k in range(args.pairs):
+            doc = docs[HOT[k % 2]]
+            for second in (False, True):
+                line = _quiet_line(doc, 2 * k + second)
+                indent = " " * (len(doc.text.split("\n")[line]) - len(doc.text.split("\n")[line].lstrip()))
+                new_line = f"{indent}log.debug(\"step {k}\")"
+                version = doc.insert(line, new_line)
+                pos = types.Position(line=line, character=0)
+                s.client.text_document_did_change(types.DidChangeTextDocumentParams(
+                    text_document=types.VersionedTextDocumentIdentifier(uri=doc.uri, version=version),
+                    content_changes=[types.TextDocumentContentChangePartial(range=types.Range(start=pos, end=pos), text=new_line + "\n")]))
+                if not second:
+                    await s.settle()
+                text, seconds, figures = await s.complete(doc.uri, line + 1, 0)
+                ttft = figures.get("timeToFirstTokenMs", 0.0) / 1000
+                (immediate if second else after_preload).append((ttft, seconds))
+                if text and "\n" not in text.strip():
+                    single_line.append(seconds)
+                prompt = _fixed_order_prompt(layout, "tasktrack", docs, doc, line + 1, 0)
+                baseline += len(prompt) - min(common_prefix(previous, prompt), len(prompt) - 1)
+                previous = prompt
+                print(f"  edit {2 * k + second + 1:>2} in {doc.rel:<20} {'at once      ' if second else 'after preload'} "
+                      f"TTFT {ttft:.2f}s, whole {seconds:.2f}s, {figures.get('tokensReprocessed', '-')} tokens reprocessed", flush=True)
+        await s.settle()
+        updates: dict[int, int] = {}
+        for st in s.status:
+            if "last" in st and st["last"]["seq"] > start_seq:
+                updates[st["last"]["seq"]] = st["last"]["tokensReprocessed"]
+        ours = sum(updates.values())
+        print()
+        print("| figure | value |")
+        print("|---|---|")
+        print(f"| time to first token after an edit, preload done (median of {len(after_preload)}) | {statistics.median(t for t, _ in after_preload):.2f} s |")
+        print(f"| time to first token, second edit at once, no preload (median of {len(immediate)}) | {statistics.median(t for t, _ in immediate):.2f} s |")
+        if single_line:
+            print(f"| whole single-line completion (median of {len(single_line)}) | {statistics.median(single_line):.2f} s |")
+        print(f"| didChange + request round trip during a prefill, p99 | {_pct(rtts, 0.99):.1f} ms |")
+        print(f"| tokens reprocessed over the session, this daemon (requests and preloads) | {ours} |")
+        print(f"| same requests, files in a fixed order, prefix-reusing server | {baseline} |")
+        print(f"| ratio | {baseline / max(ours, 1):.1f}x fewer |")
+        return 0
+    finally:
+        await s.client.shutdown_async(None)
+        s.client.exit(None)
+        await s.client.stop()
+        tokenizer.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    return asyncio.run(_run(args))

@@ -1,0 +1,72 @@
+"""Settings from the editor, and a daemon started without a usable model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import pytest_lsp
+from lsprotocol import types
+from pygls.exceptions import JsonRpcException
+from pytest_lsp import ClientServerConfig, LanguageClient
+
+from .conftest import SERVER, Recorder, initialize_params, open_file, until
+
+BROKEN = Path(__file__).with_name("not-a-model.gguf")
+
+
+@pytest_lsp.fixture(config=ClientServerConfig(server_command=SERVER))
+async def misconfigured(lsp_client: LanguageClient, workspace: Path):
+    lsp_client.recorder = Recorder(lsp_client)
+    await lsp_client.initialize_session(initialize_params(
+        workspace, {"nCtx": "big", "maxCompletionTokens": 0, "noSuchSetting": 1, "preloadDelayMs": 50}))
+    await until(lambda: any(s.get("state") == "ready" for s in lsp_client.recorder.status), what="model ready")
+    yield
+    await lsp_client.shutdown_session()
+
+
+async def test_bad_settings_are_reported_and_defaults_kept(misconfigured: LanguageClient, workspace: Path) -> None:
+    messages = [m.message for m in misconfigured.messages]
+    assert any("'nCtx'" in m and "whole number" in m for m in messages)
+    assert any("'maxCompletionTokens'" in m and "between 1 and" in m for m in messages)
+    assert any("unknown setting 'noSuchSetting'" in m for m in messages)
+    assert misconfigured.recorder.status[-1]["nCtx"] == 4096  # the flag's value, not the bad one
+    misconfigured.workspace_did_change_configuration(types.DidChangeConfigurationParams(
+        settings={"coderag": {"threads": -3}}))
+    await until(lambda: any("'threads'" in m.message for m in misconfigured.messages), what="a message about threads")
+    uri = open_file(misconfigured, workspace / "tasktrack" / "auth.py")
+    result = await misconfigured.text_document_inline_completion_async(types.InlineCompletionParams(
+        text_document=types.TextDocumentIdentifier(uri=uri), position=types.Position(line=3, character=0),
+        context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Invoked)))
+    assert result is not None  # still serving
+
+
+@pytest.fixture(scope="module", autouse=True)
+def broken_model_file():
+    BROKEN.write_bytes(b"GGUF" + b"\x00" * 12)
+    yield
+    BROKEN.unlink()
+
+
+@pytest_lsp.fixture(config=ClientServerConfig(server_command=[*SERVER[:SERVER.index("--model")], "--model", str(BROKEN),
+                                                              *SERVER[SERVER.index("--model") + 2:]]))
+async def no_model(lsp_client: LanguageClient, workspace: Path):
+    lsp_client.recorder = Recorder(lsp_client)
+    await lsp_client.initialize_session(initialize_params(workspace))
+    await until(lambda: any(s.get("state") == "error" for s in lsp_client.recorder.status), what="model error")
+    yield
+    await lsp_client.shutdown_session()
+
+
+async def test_a_broken_model_is_reported_and_requests_fail_clearly(no_model: LanguageClient, workspace: Path) -> None:
+    status = next(s for s in no_model.recorder.status if s["state"] == "error")
+    assert "not-a-model.gguf" in status["error"]
+    assert any("not-a-model.gguf" in m.message for m in no_model.messages)
+    uri = open_file(no_model, workspace / "tasktrack" / "auth.py")
+    with pytest.raises(JsonRpcException, match="no model available.*not-a-model.gguf"):
+        await no_model.text_document_inline_completion_async(types.InlineCompletionParams(
+            text_document=types.TextDocumentIdentifier(uri=uri), position=types.Position(line=3, character=0),
+            context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Invoked)))
+    # documents are still tracked while there is no model
+    text = (await no_model.protocol.send_request_async("coderag/documentText", {"uri": uri})).text
+    assert text == (workspace / "tasktrack" / "auth.py").read_text()

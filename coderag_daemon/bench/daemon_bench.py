@@ -1,8 +1,8 @@
 """Daemon benchmark: an editing session over LSP, as an editor drives it.
 
 On a context of real files, twenty edits concentrated on two files in the middle of the context,
-each followed by an inline completion: the first edit of each pair after the preload has run, the
-second at once. Prints the time to first token in both cases, the time of whole single-line
+each followed by an inline completion: the first edit of each pair somewhere in the file, with the
+completion after the preload has run; the second on the next line, with the completion at once. Prints the time to first token in both cases, the time of whole single-line
 completions, how long the event loop takes to answer while a prefill runs, and the tokens reprocessed
 over the session against what a prefix-reusing server reprocesses when a client sends the same
 files in a fixed order ahead of each request (computed with the same tokenizer and layout).
@@ -137,8 +137,10 @@ async def _run(args: argparse.Namespace) -> int:
         single_line: list[float] = []
         for k in range(args.pairs):
             doc = docs[HOT[k % 2]]
+            line = _quiet_line(doc, k)
             for second in (False, True):
-                line = _quiet_line(doc, 2 * k + second)
+                # the second edit goes on where the first one ended: the next line, at once
+                line += second
                 indent = " " * (len(doc.text.split("\n")[line]) - len(doc.text.split("\n")[line].lstrip()))
                 new_line = f"{indent}log.debug(\"step {k}\")"
                 version = doc.insert(line, new_line)

@@ -63,11 +63,16 @@ def initialize_params(workspace: Path, options: dict[str, Any] | None = None) ->
     )
 
 
+async def start(client: LanguageClient, workspace: Path, options: dict[str, Any] | None = None, state: str = "ready") -> None:
+    """Initialize a session and wait until the daemon reports `state` (its model loaded or failed)."""
+    client.recorder = Recorder(client)
+    await client.initialize_session(initialize_params(workspace, options))
+    await until(lambda: any(s.get("state") == state for s in client.recorder.status), what=f"state {state}")
+
+
 @pytest_lsp.fixture(config=ClientServerConfig(server_command=SERVER))
 async def client(lsp_client: LanguageClient, workspace: Path):
-    lsp_client.recorder = Recorder(lsp_client)
-    await lsp_client.initialize_session(initialize_params(workspace))
-    await until(lambda: any(s.get("state") == "ready" for s in lsp_client.recorder.status), what="model ready")
+    await start(lsp_client, workspace)
     yield
     await lsp_client.shutdown_session()
 

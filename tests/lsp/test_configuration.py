@@ -10,17 +10,14 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 from pytest_lsp import ClientServerConfig, LanguageClient
 
-from .conftest import SERVER, Recorder, initialize_params, open_file, until
+from .conftest import SERVER, open_file, start, until
 
 BROKEN = Path(__file__).with_name("not-a-model.gguf")
 
 
 @pytest_lsp.fixture(config=ClientServerConfig(server_command=SERVER))
 async def misconfigured(lsp_client: LanguageClient, workspace: Path):
-    lsp_client.recorder = Recorder(lsp_client)
-    await lsp_client.initialize_session(initialize_params(
-        workspace, {"nCtx": "big", "maxCompletionTokens": 0, "noSuchSetting": 1, "preloadDelayMs": 50}))
-    await until(lambda: any(s.get("state") == "ready" for s in lsp_client.recorder.status), what="model ready")
+    await start(lsp_client, workspace, {"nCtx": "big", "maxCompletionTokens": 0, "noSuchSetting": 1, "preloadDelayMs": 50})
     yield
     await lsp_client.shutdown_session()
 
@@ -51,9 +48,7 @@ def broken_model_file():
 @pytest_lsp.fixture(config=ClientServerConfig(server_command=[*SERVER[:SERVER.index("--model")], "--model", str(BROKEN),
                                                               *SERVER[SERVER.index("--model") + 2:]]))
 async def no_model(lsp_client: LanguageClient, workspace: Path):
-    lsp_client.recorder = Recorder(lsp_client)
-    await lsp_client.initialize_session(initialize_params(workspace))
-    await until(lambda: any(s.get("state") == "error" for s in lsp_client.recorder.status), what="model error")
+    await start(lsp_client, workspace, state="error")
     yield
     await lsp_client.shutdown_session()
 

@@ -11,20 +11,7 @@ import pytest
 from coderag_daemon import admission
 from coderag_daemon.admission import AdmissionOptions, AdmissionPolicy
 
-
-def write(path: Path, content: str | bytes = "x = 1\n") -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(content, bytes):
-        path.write_bytes(content)
-    else:
-        path.write_text(content, encoding="utf-8")
-    return path
-
-
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    (tmp_path / "ws").mkdir()
-    return (tmp_path / "ws").resolve()
+from .conftest import write
 
 
 @pytest.fixture

@@ -12,6 +12,8 @@ import pytest
 from coderag_daemon.admission import AdmissionPolicy
 from coderag_daemon.watcher import DiskWatcher
 
+from .conftest import write
+
 TIMEOUT = 5.0
 Event = tuple[str, ...]
 
@@ -45,21 +47,6 @@ class Recorder:
             assert found, f"{event} not in {self.events[self._seen :]}"
             start, self._seen = self._seen, self.events.index(event, self._seen) + 1
             return self.events[start : self._seen]
-
-
-def write(path: Path, content: str | bytes = "x = 1\n") -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(content, bytes):
-        path.write_bytes(content)
-    else:
-        path.write_text(content)
-    return path
-
-
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    (tmp_path / "ws").mkdir()
-    return (tmp_path / "ws").resolve()
 
 
 @pytest.fixture

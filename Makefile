@@ -39,6 +39,7 @@ setup: $(VENV)/.installed
 model: setup
 	$(PIP) install --quiet --find-links $(WHEELS) -e '.[test,model,bench]'
 	$(VENV)/bin/coderag-daemon model install
+	$(VENV)/bin/coderag-daemon model install gemma3-270m
 
 demo: model
 	$(VENV)/bin/coderag-daemon demo

@@ -18,7 +18,7 @@ def _setting(default: Any, help: str) -> Any:
 
 @dataclass
 class Options:
-    model: str | None = _setting(None, "Path of a GGUF model; None = the embedded default model.")
+    model: str | None = _setting(None, "Path of a GGUF model (default: the embedded default model, Qwen2.5-Coder-0.5B-Instruct).")
     n_ctx: int = _setting(8192, "Context window in tokens (files + request + answer).")
     threads: int = _setting(0, "CPU threads for the model; 0 = all cores.")
     checkpoint_interval: int = _setting(512, "Tokens between cache checkpoints (also taken at every file boundary).")

@@ -64,8 +64,9 @@ class Project:
                     self.context.open(self.display_path(doc), doc.text)
 
     def reconfigure(self, options: Options) -> None:
+        """New admission rules or context budget; the caller restarts the watcher on the new policy."""
         with self.lock:
-            self.admission.options = _admission_options(options)
+            self.admission = AdmissionPolicy(self.admission.roots, _admission_options(options))
             self.context_options = ContextOptions(token_budget=options.context_tokens)
             if self.context is not None:
                 self.set_layout(self.context.layout)

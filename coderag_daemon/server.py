@@ -44,6 +44,7 @@ class CoderagServer(LanguageServer):
         self.loop: asyncio.AbstractEventLoop | None = None
         self._completion_cancel: dict[str, threading.Event] = {}
         self._loading_progress: str | None = None
+        self._shown_error: str | None = None
 
     # --- model --------------------------------------------------------------------------------
 
@@ -54,7 +55,6 @@ class CoderagServer(LanguageServer):
                 path = str(default_model.resolve_default())
             except default_model.ModelInstallError as exc:
                 self.worker.fail(str(exc))
-                self.show(str(exc), types.MessageType.Error)
                 return
         self.worker.load(path, self.options.engine_options())
 
@@ -82,8 +82,9 @@ class CoderagServer(LanguageServer):
         if status.state != "loading" and self._loading_progress is not None:
             token, self._loading_progress = self._loading_progress, None
             self.call_soon(self.work_done_progress.end, token, types.WorkDoneProgressEnd(message=status.state))
-        if status.state == "error" and status.error:
-            self.show(status.error, types.MessageType.Error)
+        if status.state == "error" and status.error and status.error != self._shown_error:
+            self.show(status.error, types.MessageType.Error)  # once per distinct error, not per status
+        self._shown_error = status.error
 
     # --- requests to the worker -------------------------------------------------------------------
 

@@ -65,3 +65,12 @@ async def test_a_broken_model_is_reported_and_requests_fail_clearly(no_model: La
     # documents are still tracked while there is no model
     text = (await no_model.protocol.send_request_async("coderag/documentText", {"uri": uri})).text
     assert text == (workspace / "tasktrack" / "auth.py").read_text()
+
+
+async def test_ignore_patterns_from_the_editor_apply(misconfigured: LanguageClient, workspace: Path) -> None:
+    misconfigured.workspace_did_change_configuration(types.DidChangeConfigurationParams(
+        settings={"coderag": {"ignoreGlobs": ["tasktrack/api.py"]}}))
+    open_file(misconfigured, workspace / "tasktrack" / "api.py")
+    open_file(misconfigured, workspace / "tasktrack" / "auth.py")
+    result = await misconfigured.protocol.send_request_async("coderag/context", {})
+    assert [f.path for f in result.files] == ["tasktrack/auth.py"]

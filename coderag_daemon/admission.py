@@ -157,6 +157,14 @@ class AdmissionPolicy:
             return self._refuse(path, "not UTF-8")
         return ADMITTED
 
+    def check_text(self, path: str | os.PathLike[str], text: str) -> Admission:
+        """Content rules for text held in memory (an editor buffer): no NUL byte, not too large."""
+        if "\0" in text[:HEAD_BYTES]:
+            return self._refuse(path, "binary (NUL byte)")
+        if len(text) > self.options.max_file_bytes or len(text.encode("utf-8", "surrogatepass")) > self.options.max_file_bytes:
+            return self._refuse(path, f"too large (over {self.options.max_file_bytes} bytes)")
+        return ADMITTED
+
     def invalidate(self, path: str | os.PathLike[str]) -> None:
         """Forget cached ``.gitignore`` rules after ``path`` changed: a ``.gitignore``, or a moved/deleted directory."""
         given = Path(os.path.abspath(path))

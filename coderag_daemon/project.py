@@ -8,7 +8,6 @@ lock guards it; nothing slow runs under the lock on the event-loop side.
 
 from __future__ import annotations
 
-import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +18,6 @@ from .context import ContextOptions, ContextPolicy
 from .documents import Document, DocumentStore, TextChange, path_to_uri
 from .options import Options
 from .prompts import PromptLayout
-
-log = logging.getLogger("coderag_daemon.project")
 
 
 @dataclass(frozen=True)
@@ -38,7 +35,6 @@ class Project:
         self.context: ContextPolicy | None = None
         self.last_edit: Cursor | None = None
         self._order: dict[str, None] = {}  # context paths, LRU order; survives a model change
-        self._skipped: set[str] = set()
 
     # --- configuration ----------------------------------------------------------------------------
 
@@ -124,8 +120,7 @@ class Project:
 
     def disk_deleted(self, path: str) -> None:
         with self.lock:
-            prefix = str(Path(path))
-            for key in [k for k in self._order if k == prefix or k.startswith(prefix + "/")]:
+            for key in self._keys_under(path):
                 doc = self._document_at(key)
                 if doc is None or doc.source == "disk":
                     self._leave(Path(key))
@@ -133,14 +128,12 @@ class Project:
     def disk_moved(self, src: str, dst: str) -> None:
         with self.lock:
             old_prefix, new_prefix = str(Path(src)), str(Path(dst))
-            moved = [k for k in self._order if k == old_prefix or k.startswith(old_prefix + "/")]
-            old_display = {k: self._display(Path(k)) for k in moved}
+            renamed = {key: new_prefix + key[len(old_prefix):] for key in self._keys_under(src)}
             self.documents.rename(src, dst)
-            for key in moved:
-                new_key = new_prefix + key[len(old_prefix):]
-                self._order = {(new_key if k == key else k): None for k in self._order}
+            self._order = {renamed.get(k, k): None for k in self._order}  # same places, new names
+            for old_key, new_key in renamed.items():
                 if self.context is not None:
-                    self.context.rename(old_display[key], self._display(Path(new_key)))
+                    self.context.rename(self._display(Path(old_key)), self._display(Path(new_key)))
                 if not self.admission.check_location(new_key):
                     self._leave(Path(new_key))
 
@@ -193,6 +186,11 @@ class Project:
                 return name if len(self.admission.roots) == 1 else f"{root.name}/{name}"
         return str(path)
 
+    def _keys_under(self, path: str) -> list[str]:
+        """Context keys of `path` itself or of files below it (a directory)."""
+        prefix = str(Path(path))
+        return [k for k in self._order if k == prefix or k.startswith(prefix + "/")]
+
     @staticmethod
     def _key(doc: Document) -> str:
         return str(doc.path)
@@ -201,18 +199,9 @@ class Project:
         return self.documents.get(path_to_uri(key))
 
     def _admitted(self, doc: Document) -> bool:
-        if doc.path is None:
-            return False
-        verdict = self.admission.check_location(doc.path)
-        if not verdict:
-            if str(doc.path) not in self._skipped:
-                self._skipped.add(str(doc.path))
-                log.info("%s stays out of the context: %s", doc.path, verdict.reason)
-            return False
-        if "\x00" in doc.text[:8192] or len(doc.text.encode("utf-8", "surrogatepass")) > self.admission.options.max_file_bytes:
-            log.info("%s stays out of the context: binary or over the size limit", doc.path)
-            return False
-        return True
+        """The admission rules, on the editor's text; each refusal is logged once by the policy."""
+        return doc.path is not None and bool(self.admission.check_location(doc.path)) and bool(
+            self.admission.check_text(doc.path, doc.text))
 
     def _enter(self, doc: Document, edited: bool = False) -> None:
         key = self._key(doc)

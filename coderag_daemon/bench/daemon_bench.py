@@ -45,14 +45,12 @@ class Doc:
     """The benchmark's own copy of a file, edited as the editor edits it."""
 
     def __init__(self, path: Path, rel: str) -> None:
-        self.rel, self.uri, self.text, self.version = rel, path_to_uri(path), path.read_text(), 1
+        self.rel, self.uri, self.text = rel, path_to_uri(path), path.read_text()
 
-    def insert(self, line: int, text: str) -> int:
+    def insert(self, line: int, text: str) -> None:
         lines = self.text.split("\n")
-        lines.insert(line, text.rstrip("\n"))
+        lines.insert(line, text)
         self.text = "\n".join(lines)
-        self.version += 1
-        return self.version
 
     def offset(self, line: int, character: int) -> int:
         return sum(len(ln) + 1 for ln in self.text.split("\n")[:line]) + character
@@ -67,13 +65,9 @@ def _quiet_line(doc: Doc, k: int) -> int:
 
 async def _probe_event_loop(s: Session, scratch: str, until: asyncio.Future) -> list[float]:
     """didChange then a request answered on the event loop, repeatedly, while the model works."""
-    rtts, version = [], 1
+    rtts = []
     while not until.done():
-        version += 1
-        s.client.text_document_did_change(types.DidChangeTextDocumentParams(
-            text_document=types.VersionedTextDocumentIdentifier(uri=scratch, version=version),
-            content_changes=[types.TextDocumentContentChangePartial(
-                range=types.Range(start=types.Position(line=0, character=0), end=types.Position(line=0, character=0)), text="x")]))
+        s.type_text(scratch, 0, 0, "x")
         t0 = time.perf_counter()
         await s.client.protocol.send_request_async("coderag/documentText", {"uri": scratch})
         rtts.append((time.perf_counter() - t0) * 1000)
@@ -115,9 +109,10 @@ async def _run(args: argparse.Namespace) -> int:
         docs = {rel: Doc(root / rel, rel) for rel in FILES}
         for rel in FILES:
             s.open(root, rel)
-        scratch = "untitled:scratch"
+        scratch = "untitled:scratch"  # not a file: it never enters the context
         s.client.text_document_did_open(types.DidOpenTextDocumentParams(
             text_document=types.TextDocumentItem(uri=scratch, language_id="plaintext", version=1, text="")))
+        s.versions[scratch] = 1
 
         # 1. cold prefill of the whole context, with the event loop probed meanwhile
         last = docs[FILES[-1]]
@@ -143,11 +138,8 @@ async def _run(args: argparse.Namespace) -> int:
                 line += second
                 indent = " " * (len(doc.text.split("\n")[line]) - len(doc.text.split("\n")[line].lstrip()))
                 new_line = f"{indent}log.debug(\"step {k}\")"
-                version = doc.insert(line, new_line)
-                pos = types.Position(line=line, character=0)
-                s.client.text_document_did_change(types.DidChangeTextDocumentParams(
-                    text_document=types.VersionedTextDocumentIdentifier(uri=doc.uri, version=version),
-                    content_changes=[types.TextDocumentContentChangePartial(range=types.Range(start=pos, end=pos), text=new_line + "\n")]))
+                doc.insert(line, new_line)
+                s.type_text(doc.uri, line, 0, new_line + "\n")
                 if not second:
                     await s.settle()
                 text, seconds, figures = await s.complete(doc.uri, line + 1, 0)

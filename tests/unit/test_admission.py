@@ -294,3 +294,15 @@ def test_walk_does_not_follow_symlinked_directories(policy: AdmissionPolicy, roo
     (root / "out_link.py").symlink_to(root.parent / "outside" / "o.py")
     (root / "in_link.py").symlink_to(root / "real" / "a.py")
     assert [p.relative_to(root).as_posix() for p in policy.walk(root)] == ["in_link.py", "real/a.py"]
+
+
+def test_editor_text_content_rules_are_logged_once(policy: AdmissionPolicy, root: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = root / "big.py"
+    policy.options.max_file_bytes = 10
+    assert policy.check_text(path, "x = 1\n")
+    with caplog.at_level(logging.INFO, logger="coderag_daemon.admission"):
+        for _ in range(5):  # every keystroke checks again; the log says it once
+            assert policy.check_text(path, "x = 'é' * 100\n").reason.startswith("too large")
+        assert policy.check_text(root / "bin.py", "a\0b").reason == "binary (NUL byte)"
+    assert sum("big.py" in r.getMessage() for r in caplog.records) == 1
+    assert not policy.check_text(path, "é" * 6)  # 6 characters, 12 bytes: bytes count

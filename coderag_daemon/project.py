@@ -8,6 +8,7 @@ lock guards it; nothing slow runs under the lock on the event-loop side.
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,8 @@ from .context import ContextOptions, ContextPolicy
 from .documents import Document, DocumentStore, TextChange, path_to_uri
 from .options import Options
 from .prompts import PromptLayout
+
+log = logging.getLogger("coderag_daemon.project")
 
 
 @dataclass(frozen=True)
@@ -31,7 +34,7 @@ class Project:
         self.lock = threading.RLock()
         self.documents = DocumentStore()
         self.admission = AdmissionPolicy(options=_admission_options(options))
-        self.context_options = ContextOptions(token_budget=options.context_tokens)
+        self.options = options
         self.context: ContextPolicy | None = None
         self.last_edit: Cursor | None = None
         self._order: dict[str, None] = {}  # context paths, LRU order; survives a model change
@@ -53,7 +56,7 @@ class Project:
     def set_layout(self, layout: PromptLayout) -> None:
         """A model was loaded: lay the same files out in the same order for its vocabulary."""
         with self.lock:
-            self.context = ContextPolicy(layout, self.repo_name, self.context_options)
+            self.context = ContextPolicy(layout, self.repo_name, _context_options(self.options, layout))
             for path in self._order:
                 doc = self._document_at(path)
                 if doc is not None:
@@ -63,7 +66,7 @@ class Project:
         """New admission rules or context budget; the caller restarts the watcher on the new policy."""
         with self.lock:
             self.admission = AdmissionPolicy(self.admission.roots, _admission_options(options))
-            self.context_options = ContextOptions(token_budget=options.context_tokens)
+            self.options = options
             if self.context is not None:
                 self.set_layout(self.context.layout)
 
@@ -219,6 +222,17 @@ class Project:
         doc = self._document_at(key)
         if doc is not None and doc.source == "disk":
             self.documents.remove(path)
+
+
+def _context_options(options: Options, layout: PromptLayout) -> ContextOptions:
+    """The file context's budget: the setting, less what must stay free in n_ctx for a request
+    tail and its answer, so that no request overflows the window however full the context is."""
+    room = options.n_ctx - layout.options.request_tokens(options.max_completion_tokens)
+    budget = min(options.context_tokens, max(room, options.n_ctx // 4))
+    if budget < options.context_tokens:
+        log.info("file context limited to %d tokens (contextTokens %d): n_ctx %d keeps room for the request and its answer",
+                 budget, options.context_tokens, options.n_ctx)
+    return ContextOptions(token_budget=budget)
 
 
 def _admission_options(options: Options) -> AdmissionOptions:

@@ -40,6 +40,10 @@ SYSTEM_PROMPT = (
     "use them to answer. Be concise and show code where it helps."
 )
 
+# Tokens of a request tail besides its budgeted text: control tokens, the path, the system prompt,
+# the chat template's markup of each turn.
+_TAIL_MARKUP = 256
+
 # Control tokens that end a generation in any family that has them (besides the layout's own ids).
 _STOP_TEXTS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<end_of_turn>", "<|eot_id|>")
 
@@ -84,6 +88,19 @@ class PromptOptions:
         for name in ("prefix_tokens", "suffix_tokens", "chat_tokens"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive number of tokens, got {getattr(self, name)}")
+
+    @classmethod
+    def for_context(cls, n_ctx: int) -> PromptOptions:
+        """The default budgets, made smaller for small context windows so a request still fits."""
+        default = cls()
+        return cls(prefix_tokens=min(default.prefix_tokens, n_ctx // 4),
+                   suffix_tokens=min(default.suffix_tokens, n_ctx // 32),
+                   chat_tokens=min(default.chat_tokens, n_ctx // 8))
+
+    def request_tokens(self, answer_tokens: int) -> int:
+        """The most a completion tail and its answer take, which also covers a chat tail (its
+        conversation and the system text share `chat_tokens`) with room for an answer."""
+        return self.prefix_tokens + self.suffix_tokens + _TAIL_MARKUP + answer_tokens
 
 
 @dataclass(frozen=True)
@@ -147,11 +164,11 @@ class PromptLayout:
         `context_note` (e.g. where the cursor is) joins the system message. The chat template's own
         markup is tokenized with control tokens; every message content is spliced in as plain text.
         """
-        system = SYSTEM_PROMPT + (f"\n\n{context_note}" if context_note else "")
+        note = _cut_middle(self._text(f"\n\n{context_note}"), self.options.chat_tokens // 2) if context_note else []
         turns = _fit_turns(
-            [(m["role"], self._text(m["content"])) for m in messages], self.options.chat_tokens
+            [(m["role"], self._text(m["content"])) for m in messages], self.options.chat_tokens - len(note)
         )
-        convo = [("system", self._text(system)), *turns]
+        convo = [("system", self._text(SYSTEM_PROMPT) + note), *turns]
         return _splice(self.tokenizer, self._render(convo), [tokens for _, tokens in convo], self._special.eos)
 
     def _render(self, convo: list[tuple[str, list[int]]]) -> str:
@@ -259,9 +276,15 @@ def _fit_turns(turns: list[tuple[str, list[int]]], budget: int) -> list[tuple[st
     excess = sum(len(t) for _, t in turns) - budget
     if excess > 0:
         role, tokens = turns[-1]
-        keep = max(len(tokens) - excess, 0)
-        turns = [*turns[:-1], (role, tokens[: keep - keep // 2] + tokens[len(tokens) - keep // 2 :])]
+        turns = [*turns[:-1], (role, _cut_middle(tokens, max(len(tokens) - excess, 0)))]
     return turns
+
+
+def _cut_middle(tokens: list[int], keep: int) -> list[int]:
+    """At most `keep` tokens: the start and the end, without the middle."""
+    if len(tokens) <= keep:
+        return tokens
+    return tokens[: keep - keep // 2] + tokens[len(tokens) - keep // 2 :]
 
 
 def _fold_system(messages: list[dict[str, str]]) -> list[dict[str, str]]:

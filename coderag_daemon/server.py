@@ -21,7 +21,7 @@ from .completion import TypeThroughCache, cursor_window
 from .documents import DocumentError, TextChange, uri_to_path
 from .options import Options, merge
 from .project import Project
-from .prompts import detect_layout
+from .prompts import PromptOptions, detect_layout
 from .watcher import DiskWatcher
 from .worker import ModelUnavailable, ModelWorker, Status
 
@@ -60,7 +60,7 @@ class CoderagServer(LanguageServer):
 
     def _model_loaded(self, model: Any) -> None:
         """On the worker thread, once a model is in: lay the context out for its vocabulary."""
-        self.project.set_layout(detect_layout(model))
+        self.project.set_layout(detect_layout(model, PromptOptions.for_context(self.options.n_ctx)))
 
     # --- talking to the client from any thread --------------------------------------------------
 

@@ -8,7 +8,7 @@ from coderag_daemon.documents import path_to_uri
 from coderag_daemon.engine import Model
 from coderag_daemon.options import Options
 from coderag_daemon.project import Project
-from coderag_daemon.prompts import detect_layout
+from coderag_daemon.prompts import PromptOptions, detect_layout
 from fixtures.tiny_models import tiny_model_path
 
 from .conftest import write
@@ -51,3 +51,16 @@ def test_a_deleted_directory_leaves(root: Path) -> None:
     project = project_with(root, ["a.py", "pkg/b.py", "pkgx.py"])
     project.disk_deleted(str(root / "pkg"))
     assert paths(project) == ["a.py", "pkgx.py"]  # a sibling sharing the name's prefix stays
+
+
+def test_the_file_context_leaves_room_for_a_request_in_n_ctx(root: Path) -> None:
+    model = Model(tiny_model_path("dense"))
+    for n_ctx, context_tokens in ((4096, 8000), (8192, 6144), (65536, 6144)):
+        options = Options(n_ctx=n_ctx, context_tokens=context_tokens)
+        layout = detect_layout(model, PromptOptions.for_context(n_ctx))
+        project = Project(options)
+        project.set_roots([root])
+        project.set_layout(layout)
+        budget = project.context.options.token_budget
+        assert budget + layout.options.request_tokens(options.max_completion_tokens) <= n_ctx
+        assert budget == min(context_tokens, n_ctx - layout.options.request_tokens(options.max_completion_tokens))

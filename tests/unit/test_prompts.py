@@ -222,3 +222,22 @@ def test_stop_tokens(tiny: Model, layout: PromptLayout) -> None:
     assert set(expected) <= layout.stop_tokens
     plain = CharTokenizer(("<|endoftext|>",), fim=False)
     assert detect_layout(plain).stop_tokens == {plain.special.eos}
+
+
+def test_a_huge_selection_and_question_stay_within_the_request_budget() -> None:
+    tok = CharTokenizer()
+    options = PromptOptions.for_context(4096)
+    layout = detect_layout(tok, options)
+    selection = "The user selected:\n" + "".join(f"line {i}\n" for i in range(5000))
+    tail = layout.chat_tail([{"role": "user", "content": "why? " * 3000}], selection)
+    assert len(tail) <= options.request_tokens(0)
+    text = tok.detokenize(tail)
+    assert "line 0\n" in text and "line 4999\n" in text and "line 2500\n" not in text  # start and end kept
+    assert text.count("why?") < 3000
+
+
+def test_request_budgets_shrink_with_small_context_windows() -> None:
+    assert PromptOptions.for_context(131072) == PromptOptions()
+    small = PromptOptions.for_context(1024)
+    assert small.request_tokens(64) <= 1024 // 4 + 1024 // 32 + 1024 // 8 + 64 + 256
+    assert small.prefix_tokens == 256 and small.chat_tokens == 128

@@ -1,0 +1,369 @@
+;;; coderag-connection.el --- Daemon processes for coderag  -*- lexical-binding: t; -*-
+
+;; This file is part of coderag.
+
+;;; Commentary:
+
+;; One coderag-daemon process per project root, spoken to with the
+;; built-in `jsonrpc' library.  Every request is asynchronous and has
+;; a timeout, so the command loop never waits for the daemon.  A
+;; daemon that exits unexpectedly is restarted (a few times a minute
+;; at most) and the buffers using it are opened on the new one.
+
+;;; Code:
+
+(require 'cl-lib)
+(require 'jsonrpc)
+(require 'project)
+(require 'url-util)
+
+(defgroup coderag nil
+  "Inline completions and project chat from a local coderag daemon."
+  :group 'tools
+  :prefix "coderag-")
+
+(defvar coderag--connections (make-hash-table :test #'equal)
+  "Daemon connections by project root.")
+
+(defun coderag--settings-json (settings)
+  "SETTINGS, a plist, as a JSON object; lists of strings become arrays."
+  (if settings
+      (cl-loop for (name value) on settings by #'cddr
+               nconc (list name (if (and (consp value) (cl-every #'stringp value))
+                                    (vconcat value)
+                                  value)))
+    (make-hash-table)))
+
+(defun coderag--settings-changed (symbol value)
+  "Set SYMBOL to VALUE and send the new settings to the running daemons."
+  (set-default symbol value)
+  (maphash (lambda (_root conn)
+             (when (coderag--ready-p conn)
+               (jsonrpc-notify conn 'workspace/didChangeConfiguration
+                               (list :settings (coderag--settings-json value)))))
+           coderag--connections))
+
+(defcustom coderag-daemon-command '("coderag-daemon")
+  "Program and arguments that start the daemon speaking LSP on stdio."
+  :type '(repeat string))
+
+(defcustom coderag-daemon-settings nil
+  "Daemon settings, sent as `initializationOptions'.
+A plist such as (:nCtx 8192 :threads 4) with the names of the
+daemon's protocol.  Set through Customize, a change reaches the
+running daemons at once; changing the model or its context
+reloads it."
+  :type '(plist :key-type
+                (choice (const :tag "Model file (GGUF)" :modelPath)
+                        (const :tag "Context window in tokens" :nCtx)
+                        (const :tag "CPU threads (0: all)" :threads)
+                        (const :tag "Tokens between checkpoints"
+                               :checkpointInterval)
+                        (const :tag "Checkpoint memory (MiB)"
+                               :checkpointMemoryMiB)
+                        (const :tag "Quiet time before preloading (ms)"
+                               :preloadDelayMs)
+                        (const :tag "Token budget of the file context"
+                               :contextTokens)
+                        (const :tag "Longest inline completion (tokens)"
+                               :maxCompletionTokens)
+                        (const :tag "Longest chat answer (tokens)"
+                               :maxChatTokens)
+                        (const :tag "Completion time budget (ms)"
+                               :completionTimeBudgetMs)
+                        (const :tag "Extra ignore globs (strings)"
+                               :ignoreGlobs)
+                        (const :tag "Largest file (KiB)" :maxFileKiB))
+                :value-type sexp)
+  :set #'coderag--settings-changed)
+
+(defcustom coderag-request-timeout 30
+  "Seconds to wait for the answer to a request other than chat.
+The daemon waits for its model to load before answering, so this
+also bounds the wait for a model that is still loading."
+  :type 'number)
+
+(defcustom coderag-start-timeout 60
+  "Seconds to wait for a new daemon to answer `initialize'."
+  :type 'number)
+
+(defcustom coderag-max-restarts 3
+  "How many times a minute a daemon that exits is restarted."
+  :type 'natnum)
+
+(defcustom coderag-events-buffer-size 0
+  "Characters of JSON-RPC traffic kept in the events buffer.
+0 keeps none (the fastest); nil keeps everything, for debugging."
+  :type '(choice (const :tag "Unlimited" nil) natnum))
+
+(defconst coderag--install-hint
+  "install it with `make setup' in a coderag-daemon checkout, then \
+set `coderag-daemon-command' to (\"CHECKOUT/.venv/bin/coderag-daemon\") \
+or put that directory on PATH"
+  "How to get the daemon, for the message shown when it is missing.")
+
+(defvar coderag--ready-functions nil
+  "Functions called with a connection once its daemon is initialized.")
+
+(defvar coderag--missing-command nil
+  "A daemon command found missing; automatic starts do not retry it.")
+
+(defvar coderag--exits (make-hash-table :test #'equal)
+  "Times of the recent unexpected daemon exits, by project root.")
+
+(defclass coderag-connection (jsonrpc-process-connection)
+  ((root :initarg :root :reader coderag--root-of
+         :documentation "The project root this daemon serves.")
+   (proc :initarg :proc :reader coderag--process
+         :documentation "The daemon process.")
+   (ready :initform nil :accessor coderag--ready-p
+          :documentation "Non-nil once `initialize' has been answered.")
+   (stopping :initform nil :accessor coderag--stopping
+             :documentation "Non-nil when Emacs is ending the daemon.")
+   (waiting :initform nil :accessor coderag--waiting
+            :documentation "(ON-READY . ON-FAILURE) pairs, newest first.")
+   (status :initform nil :accessor coderag--status
+           :documentation "The last `coderag/status' parameters.")
+   (last-id :initform nil :accessor coderag--last-id
+            :documentation "Id of the last request sent."))
+  :documentation "A coderag daemon serving one project root.")
+
+(cl-defmethod jsonrpc-connection-send :before
+  ((conn coderag-connection) &key id method &allow-other-keys)
+  "Remember the id of each request sent on CONN, for cancelling it.
+ID and METHOD are those of the message."
+  (when (and id method)
+    (setf (coderag--last-id conn) id)))
+
+(cl-defgeneric coderag--handle-notification (conn method params)
+  "Handle notification METHOD (a symbol) with PARAMS from CONN."
+  (:method (_conn _method _params) nil))
+
+(cl-defmethod coderag--handle-notification
+  (_conn (_method (eql window/showMessage)) params)
+  "Show the daemon's message in PARAMS in the echo area."
+  (message "%s" (plist-get params :message)))
+
+(cl-defmethod coderag--handle-notification
+  (conn (_method (eql window/logMessage)) params)
+  "Append the daemon's log line in PARAMS to the log of CONN's root."
+  (with-current-buffer (get-buffer-create "*coderag-log*")
+    (let ((inhibit-read-only t))
+      (goto-char (point-max))
+      (insert (format "%s %s\n" (file-name-nondirectory (coderag--root-of conn))
+                      (plist-get params :message)))
+      (when (> (count-lines (point-min) (point-max)) 2000)
+        (goto-char (point-min))
+        (delete-region (point) (line-beginning-position 1001))))
+    (setq buffer-read-only t)))
+
+(defun coderag--project-root ()
+  "The current buffer's project root, or its directory outside projects."
+  (directory-file-name
+   (expand-file-name (if-let ((project (project-current nil)))
+                         (project-root project)
+                       default-directory))))
+
+(defun coderag--uri (file)
+  "The file: URI of FILE."
+  (concat "file://" (url-hexify-string (expand-file-name file)
+                                       url-path-allowed-chars)))
+
+(defun coderag--initialize-params (root)
+  "Parameters of `initialize' for a daemon serving ROOT."
+  (let ((uri (coderag--uri root)))
+    (list :processId (emacs-pid)
+          :clientInfo (list :name "coderag.el")
+          :rootUri uri
+          :workspaceFolders (vector (list :uri uri
+                                          :name (file-name-nondirectory root)))
+          :capabilities (list :general (list :positionEncodings ["utf-16"])
+                              :textDocument (list :synchronization
+                                                  (list :didSave t)))
+          :initializationOptions (coderag--settings-json
+                                  coderag-daemon-settings))))
+
+(defun coderag--why (conn)
+  "Why CONN's daemon ended: its exit status and its last words."
+  (let ((process (coderag--process conn))
+        (stderr (jsonrpc-stderr-buffer conn))
+        (last-line nil))
+    (when (buffer-live-p stderr)
+      (with-current-buffer stderr
+        (save-excursion
+          (goto-char (point-max))
+          (skip-chars-backward " \t\n")
+          (unless (bobp)
+            (setq last-line (buffer-substring-no-properties
+                             (line-beginning-position) (point)))))))
+    (format "%s %s%s"
+            (if (eq (process-status process) 'signal) "signal" "exit status")
+            (process-exit-status process)
+            (if last-line
+                (concat ": " (truncate-string-to-width last-line 160 nil nil "…"))
+              ""))))
+
+(defun coderag--start (root)
+  "Start a daemon for ROOT and return its connection.
+Signal `file-missing' when the daemon command cannot be found."
+  (let* ((program (car coderag-daemon-command))
+         (name (format "coderag[%s]" (abbreviate-file-name root)))
+         process conn)
+    (unless (and program (executable-find program))
+      (setq coderag--missing-command coderag-daemon-command)
+      (signal 'file-missing
+              (list (format "coderag: daemon command `%s' not found; %s"
+                            program coderag--install-hint))))
+    (setq conn
+          (coderag-connection
+           :name name
+           :root root
+           :events-buffer-scrollback-size coderag-events-buffer-size
+           :notification-dispatcher #'coderag--handle-notification
+           :on-shutdown #'coderag--exited
+           :process (lambda ()
+                      (let ((default-directory (file-name-as-directory root)))
+                        (setq process
+                              (make-process
+                               :name name
+                               :command coderag-daemon-command
+                               :connection-type 'pipe
+                               :coding 'utf-8-emacs-unix
+                               :noquery t
+                               :stderr (get-buffer-create
+                                        (format "*%s stderr*" name))))))))
+    ;; Keep the daemon's last words the last line of its stderr buffer.
+    (when-let ((stderr (get-buffer-process (jsonrpc-stderr-buffer conn))))
+      (set-process-sentinel stderr #'ignore))
+    (setf (slot-value conn 'proc) process)
+    (puthash root conn coderag--connections)
+    (jsonrpc-async-request
+     conn 'initialize (coderag--initialize-params root)
+     :timeout coderag-start-timeout
+     :success-fn (lambda (_capabilities) (coderag--initialized conn))
+     :error-fn (lambda (err)
+                 (message "coderag: the daemon for %s failed to start (%s)"
+                          root (if (jsonrpc-running-p conn)
+                                   (plist-get err :message)
+                                 (coderag--why conn)))
+                 (coderag--stop conn))
+     :timeout-fn (lambda ()
+                   (message "coderag: the daemon for %s did not start within %ss"
+                            root coderag-start-timeout)
+                   (coderag--stop conn)))
+    conn))
+
+(defun coderag--initialized (conn)
+  "Finish the handshake with CONN and run what waited for it."
+  (jsonrpc-notify conn 'initialized (make-hash-table))
+  (setf (coderag--ready-p conn) t)
+  (run-hook-with-args 'coderag--ready-functions conn)
+  (let ((waiting (reverse (coderag--waiting conn))))
+    (setf (coderag--waiting conn) nil)
+    (dolist (callbacks waiting)
+      (funcall (car callbacks)))))
+
+(defun coderag--when-ready (conn on-ready &optional on-failure)
+  "Call ON-READY now if CONN is ready, else once it is.
+If CONN's daemon ends before, call ON-FAILURE with the reason."
+  (if (coderag--ready-p conn)
+      (funcall on-ready)
+    (push (cons on-ready on-failure) (coderag--waiting conn))))
+
+(defun coderag--live-connection (root)
+  "The running connection for ROOT, or nil."
+  (let ((conn (gethash root coderag--connections)))
+    (and conn (jsonrpc-running-p conn) conn)))
+
+(defun coderag--ensure-connection (root &optional interactive)
+  "The connection for ROOT, starting its daemon if needed.
+A missing daemon is reported once and then returns nil, unless
+INTERACTIVE, when it is a `user-error' each time."
+  (or (coderag--live-connection root)
+      (unless (and (not interactive)
+                   (equal coderag-daemon-command coderag--missing-command))
+        (condition-case err
+            (coderag--start root)
+          (file-missing
+           (if interactive
+               (user-error "%s" (cadr err))
+             (message "%s" (cadr err))
+             nil))
+          (file-error
+           (message "coderag: cannot start the daemon: %s"
+                    (error-message-string err))
+           nil)))))
+
+(defun coderag--connection (&optional interactive)
+  "The connection for the current buffer's project, started if needed.
+INTERACTIVE as in `coderag--ensure-connection'."
+  (coderag--ensure-connection (coderag--project-root) interactive))
+
+(defun coderag--stop (conn)
+  "End CONN's daemon without restarting it."
+  (setf (coderag--stopping conn) t)
+  (when (eq (gethash (coderag--root-of conn) coderag--connections) conn)
+    (remhash (coderag--root-of conn) coderag--connections))
+  (when (jsonrpc-running-p conn)
+    (jsonrpc-shutdown conn)))
+
+(defun coderag--exited (conn)
+  "Restart CONN's daemon after an unexpected exit, but not too often."
+  (let ((root (coderag--root-of conn))
+        (waiting (reverse (coderag--waiting conn))))
+    (setf (coderag--waiting conn) nil)
+    (dolist (callbacks waiting)
+      (when (cdr callbacks)
+        (funcall (cdr callbacks) "the daemon did not start")))
+    (when (eq (gethash root coderag--connections) conn)
+      (remhash root coderag--connections))
+    (unless (coderag--stopping conn)
+      (let* ((now (float-time))
+             (recent (cons now (cl-remove-if (lambda (time) (> (- now time) 60))
+                                             (gethash root coderag--exits))))
+             (why (coderag--why conn)))
+        (puthash root recent coderag--exits)
+        (if (> (length recent) coderag-max-restarts)
+            (message "coderag: the daemon for %s keeps exiting (%s); \
+not restarting it.  Fix the cause, then M-x coderag-restart" root why)
+          (message "coderag: the daemon for %s exited (%s); restarting it"
+                   root why)
+          (run-with-timer 0.5 nil #'coderag--restart-root root))))))
+
+(defun coderag--restart-root (root)
+  "Start a daemon for ROOT again if no other has been started meanwhile."
+  (unless (coderag--live-connection root)
+    (coderag--ensure-connection root)))
+
+(defun coderag--restart (root)
+  "Replace ROOT's daemon by a new one, forgetting earlier failures."
+  (when-let ((conn (gethash root coderag--connections)))
+    (coderag--stop conn))
+  (remhash root coderag--exits)
+  (setq coderag--missing-command nil)
+  (coderag--ensure-connection root t))
+
+(cl-defun coderag--send (conn method params &key success error timeout-fn
+                              (timeout coderag-request-timeout))
+  "Send request METHOD with PARAMS on CONN and return its id.
+SUCCESS is called with the result, ERROR with the error object (also
+when the daemon exits), TIMEOUT-FN after TIMEOUT seconds, once the
+daemon has been told to stop working on the request."
+  (let (id)
+    (jsonrpc-async-request
+     conn method params
+     :timeout timeout
+     :success-fn (or success #'ignore)
+     :error-fn (or error #'ignore)
+     :timeout-fn (lambda ()
+                   (coderag--cancel conn id)
+                   (when timeout-fn (funcall timeout-fn))))
+    (setq id (coderag--last-id conn))))
+
+(defun coderag--cancel (conn id)
+  "Ask CONN's daemon to stop working on request ID."
+  (when (jsonrpc-running-p conn)
+    (jsonrpc-notify conn '$/cancelRequest (list :id id))))
+
+(provide 'coderag-connection)
+;;; coderag-connection.el ends here

@@ -35,6 +35,8 @@ SECRET_NAME_GLOBS = (
     ".env", ".env.*", "*.pem", "*.key", "id_rsa*", "id_ed25519*", "*.p12", "*.pfx",
     ".npmrc", ".pypirc", ".netrc", "credentials*", "*secret*",
 )  # fmt: skip
+EDITOR_TEMP_GLOBS = (".#*", "#*#", "*~", ".*.sw?")
+"""Lock, autosave, backup and swap files that editors write beside the files being edited."""
 
 HEAD_BYTES = 8192
 """How much of a file is sniffed for binary content; a file whose tail is not
@@ -49,6 +51,7 @@ def _glob_regex(globs: Iterable[str]) -> re.Pattern[str]:
 
 _SKIPPED_DIR_RE = _glob_regex(SKIPPED_DIR_GLOBS)
 _SECRET_RE = _glob_regex(SECRET_NAME_GLOBS)
+_EDITOR_TEMP_RE = _glob_regex(EDITOR_TEMP_GLOBS)
 
 
 @dataclass
@@ -246,6 +249,8 @@ class AdmissionPolicy:
                 return "virtualenv"
         elif _SECRET_RE.match(name):
             return "secret-looking file name"
+        elif _EDITOR_TEMP_RE.match(name):
+            return "editor lock or backup file"
         relative = "/".join(parts) + ("/" if is_dir else "")
         if self.options.use_gitignore and self._gitignored(root, parts, relative):
             return "gitignored"

@@ -187,6 +187,11 @@ def test_secret_looking_names_are_refused(policy: AdmissionPolicy, root: Path, n
     assert reason(policy, write(root / "cfg" / name)) == "secret-looking file name"
 
 
+@pytest.mark.parametrize("name", [".#auth.py", "#auth.py#", "auth.py~", ".auth.py.swp", ".auth.py.swo"])
+def test_editor_lock_and_backup_files_are_refused(policy: AdmissionPolicy, root: Path, name: str) -> None:
+    assert reason(policy, write(root / "src" / name)) == "editor lock or backup file"
+
+
 @pytest.mark.parametrize("name", ["env.py", "environment.md", "keyboard.py", "keys.py", "rsa.py", "creds.py"])
 def test_similar_innocent_names_are_admitted(policy: AdmissionPolicy, root: Path, name: str) -> None:
     assert policy.check(write(root / name))

@@ -1,7 +1,8 @@
 # Two entry points for a fresh machine (see README.md):
 #   make demo   set everything up, install the default model, run the main job
 #               (a scripted editor session against the daemon; `make bench` runs the engine benchmark)
-#   make test   set everything up and run the test suite
+#   make test   set everything up and run the test suites (Python, then the editor clients;
+#               Emacs is installed from Debian's packages if missing)
 # Everything lands in .venv/ and .build/ inside the checkout.
 
 PYTHON      ?= python3
@@ -49,6 +50,7 @@ bench: model
 
 test: setup
 	$(PY) -m pytest -q
+	CODERAG_PYTHON=$(abspath $(PY)) editors/emacs/test.sh
 
 clean:
 	rm -rf $(VENV) .build

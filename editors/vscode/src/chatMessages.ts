@@ -1,0 +1,47 @@
+// The messages between the chat panel (extension side) and its page (webview side).
+import { Exchange } from './chatSession';
+import { formatMs, latencyMs } from './format';
+
+/** An exchange as the page shows it. */
+export interface ShownExchange {
+  question: string;
+  answer: string;
+  /** One line under the answer: its figures, "Stopped." or what went wrong. */
+  note: string;
+  failed: boolean;
+}
+
+export type ToPage =
+  | { type: 'conversation'; exchanges: ShownExchange[] }
+  | { type: 'attachment'; label: string | undefined }
+  | { type: 'started'; question: string }
+  | { type: 'delta'; text: string }
+  | { type: 'finished'; exchange: ShownExchange };
+
+export type FromPage =
+  | { type: 'ready' }
+  | { type: 'ask'; question: string }
+  | { type: 'stop' }
+  | { type: 'newConversation' }
+  | { type: 'detach' };
+
+const STOP_NOTES: Record<string, string> = {
+  max_tokens: ' · cut at the answer length limit (coderag.maxChatTokens)',
+  context_full: ' · the context window is full (coderag.nCtx)',
+};
+
+export function shownExchange(exchange: Exchange): ShownExchange {
+  const { question, answer, outcome } = exchange;
+  switch (outcome.kind) {
+    case 'answered': {
+      const stats = outcome.stats;
+      const note = `${stats.tokensGenerated} tokens in ${formatMs(latencyMs(stats))}, first after ` +
+        `${formatMs(stats.timeToFirstTokenMs)}${STOP_NOTES[stats.stopReason] ?? ''}`;
+      return { question, answer, note, failed: false };
+    }
+    case 'stopped':
+      return { question, answer, note: 'Stopped.', failed: false };
+    case 'failed':
+      return { question, answer, note: outcome.message, failed: true };
+  }
+}

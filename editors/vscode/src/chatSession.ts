@@ -1,0 +1,112 @@
+// A conversation about the project: the client keeps the turns (the daemon is stateless between
+// questions), streams each answer from coderag/chatDelta and stops it with $/cancelRequest.
+import { CancellationTokenSource, LSPErrorCodes, Position, Range } from 'vscode-languageserver-protocol/node';
+import { ChatDeltaNotification, ChatRequest, ChatTurn, DaemonConnection, RequestFigures } from './protocol';
+
+/** Where the user is when asking: given to the daemon so the answer can refer to it. */
+export interface AskContext {
+  uri?: string;
+  position?: Position;
+  selection?: Range;
+}
+
+export type Outcome =
+  | { kind: 'answered'; stats: RequestFigures }
+  | { kind: 'stopped' }
+  | { kind: 'failed'; message: string };
+
+export interface Exchange {
+  question: string;
+  /** The answer as far as it came (all of it unless stopped or failed). */
+  answer: string;
+  outcome: Outcome;
+}
+
+export class ChatSession {
+  private readonly exchanges: Exchange[] = [];
+  private running: CancellationTokenSource | undefined;
+  private nextToken = 1;
+  /** Bumped by clear(), so an answer stopped by it does not land in the new conversation. */
+  private epoch = 0;
+
+  constructor(private readonly connection: () => DaemonConnection | undefined) {}
+
+  get conversation(): readonly Exchange[] {
+    return this.exchanges;
+  }
+
+  get busy(): boolean {
+    return this.running !== undefined;
+  }
+
+  /** Ask `question` after the conversation so far; `onDelta` sees the answer as it streams. */
+  async ask(question: string, where: AskContext, onDelta: (text: string) => void): Promise<Exchange> {
+    if (this.running !== undefined) {
+      throw new Error('An answer is still running.');
+    }
+    const connection = this.connection();
+    if (connection === undefined) {
+      return this.record(question, '', { kind: 'failed', message: 'The CodeRAG daemon is not running.' });
+    }
+    const epoch = this.epoch;
+    const token = `chat-${this.nextToken++}`;
+    const source = new CancellationTokenSource();
+    this.running = source;
+    let streamed = '';
+    const deltas = connection.onNotification(ChatDeltaNotification, (params) => {
+      if (params.token === token) {
+        streamed += params.delta;
+        onDelta(params.delta);
+      }
+    });
+    try {
+      const history = this.history();
+      const result = await connection.sendRequest(ChatRequest, { question, history, ...where, token }, source.token);
+      return this.record(question, result.answer, { kind: 'answered', stats: result.stats }, epoch);
+    } catch (error) {
+      const outcome: Outcome = isCancellation(error) ? { kind: 'stopped' } : { kind: 'failed', message: errorMessage(error) };
+      return this.record(question, streamed, outcome, epoch);
+    } finally {
+      deltas.dispose();
+      source.dispose();
+      this.running = undefined;
+    }
+  }
+
+  /** Stop the running answer; what was streamed so far stays in the conversation. */
+  stop(): void {
+    this.running?.cancel();
+  }
+
+  clear(): void {
+    this.stop();
+    this.epoch++;
+    this.exchanges.length = 0;
+  }
+
+  /** Earlier turns for the daemon, oldest first; a question that got no answer is left out. */
+  private history(): ChatTurn[] {
+    return this.exchanges
+      .filter((exchange) => exchange.answer !== '')
+      .flatMap((exchange): ChatTurn[] => [
+        { role: 'user', content: exchange.question },
+        { role: 'assistant', content: exchange.answer },
+      ]);
+  }
+
+  private record(question: string, answer: string, outcome: Outcome, epoch = this.epoch): Exchange {
+    const exchange = { question, answer, outcome };
+    if (epoch === this.epoch) {
+      this.exchanges.push(exchange);
+    }
+    return exchange;
+  }
+}
+
+function isCancellation(error: unknown): boolean {
+  return (error as { code?: unknown } | undefined)?.code === LSPErrorCodes.RequestCancelled;
+}
+
+function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

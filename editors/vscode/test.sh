@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The extension's whole check: install, typecheck, lint, build, then the unit tests (mocked vscode),
+# the client layer against the real daemon on a tiny model, and the chat page in headless Chromium.
+# CODERAG_PYTHON: a Python with coderag_daemon installed (default: the repository's .venv).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+export CODERAG_PYTHON="${CODERAG_PYTHON:-$(cd ../.. && pwd)/.venv/bin/python}"
+if [[ ! -x "$CODERAG_PYTHON" ]]; then
+  echo "test.sh: no Python at $CODERAG_PYTHON; run 'make setup' in the repository root or set CODERAG_PYTHON" >&2
+  exit 1
+fi
+
+if [[ ! -x /usr/bin/chromium ]]; then
+  if [[ "$(id -u)" -ne 0 ]]; then
+    echo "test.sh: /usr/bin/chromium is missing; install the Debian package 'chromium' (as root)" >&2
+    exit 1
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+
+npm ci --no-audit --no-fund
+npm run typecheck
+npm run lint
+npm run build
+npm run compile-tests
+node --require ./out/test/support/vscodeModule.js --test --test-reporter=spec \
+  out/test/unit/*.test.js out/test/daemon/*.test.js out/test/webview/*.test.js
+npm run package

@@ -1,0 +1,61 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { test } from 'node:test';
+import { DAEMON_SETTINGS, daemonOptions, inlineSettings, launchSettings } from '../../src/settings';
+import { EXTENSION_DIR, configuration, contributed } from '../support/packageSettings';
+
+/** The daemon's settings table in its protocol document: name → default as written there. */
+function documentedDefaults(): Map<string, string> {
+  const protocol = readFileSync(path.join(EXTENSION_DIR, '..', '..', 'docs', 'PROTOCOL.md'), 'utf8');
+  const table = protocol.slice(protocol.indexOf('| setting | default | meaning |')).split('\n\n')[0];
+  const rows = table.split('\n').filter((line) => /^\| `\w+`/.test(line));
+  return new Map(rows.map((row) => {
+    const [name, value] = row.split('|').slice(1, 3).map((cell) => cell.trim());
+    return [name.match(/`(\w+)`/)![1], value];
+  }));
+}
+
+test('package.json contributes every daemon setting of the protocol, with its documented default', () => {
+  const documented = documentedDefaults();
+  assert.deepEqual([...documented.keys()].sort(), [...DAEMON_SETTINGS].sort());
+  for (const [name, value] of documented) {
+    const contribution = contributed[`coderag.${name}`];
+    assert.ok(contribution, `coderag.${name} is contributed`);
+    const number = value.match(/^\d+/);
+    if (number !== null) {
+      assert.equal(contribution.default, Number(number[0]), name);
+    } else if (value === '`[]`') {
+      assert.deepEqual(contribution.default, [], name);
+    } else {
+      assert.equal(name, 'modelPath');
+      assert.equal(contribution.default, '', 'an empty model path stands for the default model');
+    }
+  }
+});
+
+test('the daemon gets every daemon setting under its protocol name, and nothing that is only the extension\'s', () => {
+  const options = daemonOptions(configuration({ nCtx: 4096, 'inlineCompletions.enable': false }));
+  assert.deepEqual(Object.keys(options).sort(), [...DAEMON_SETTINGS].sort());
+  assert.equal(options.nCtx, 4096);
+  assert.equal(options.threads, 0);
+  assert.deepEqual(options.ignoreGlobs, []);
+});
+
+test('an empty model path asks for the default model; a path is trimmed', () => {
+  assert.equal(daemonOptions(configuration()).modelPath, null);
+  assert.equal(daemonOptions(configuration({ modelPath: '   ' })).modelPath, null);
+  assert.equal(daemonOptions(configuration({ modelPath: ' /models/q.gguf ' })).modelPath, '/models/q.gguf');
+});
+
+test('inline completion settings: defaults, and an unknown trigger falls back to automatic', () => {
+  assert.deepEqual(inlineSettings(configuration()), { enabled: true, trigger: 'automatic', languages: ['*'] });
+  assert.equal(inlineSettings(configuration({ 'inlineCompletions.trigger': 'onDemand' })).trigger, 'onDemand');
+  assert.equal(inlineSettings(configuration({ 'inlineCompletions.trigger': 'sometimes' })).trigger, 'automatic');
+});
+
+test('launch settings drop empty command parts and trim the interpreter path', () => {
+  assert.deepEqual(launchSettings(configuration()), { command: [], pythonPath: '' });
+  assert.deepEqual(launchSettings(configuration({ 'daemon.command': ['coderag-daemon', '', '--tcp'], 'daemon.pythonPath': ' /py ' })),
+    { command: ['coderag-daemon', '--tcp'], pythonPath: '/py' });
+});

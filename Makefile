@@ -2,7 +2,7 @@
 #   make demo   set everything up, install the default model, run the main job
 #               (a scripted editor session against the daemon; `make bench` runs the engine benchmark)
 #   make test   set everything up and run the test suites (Python, then the editor clients;
-#               Emacs is installed from Debian's packages if missing)
+#               Emacs and Chromium come from Debian's packages if missing, npm packages from the registry)
 # Everything lands in .venv/ and .build/ inside the checkout.
 
 PYTHON      ?= python3
@@ -51,6 +51,7 @@ bench: model
 test: setup
 	$(PY) -m pytest -q
 	CODERAG_PYTHON=$(abspath $(PY)) editors/emacs/test.sh
+	CODERAG_PYTHON=$(abspath $(PY)) editors/vscode/test.sh
 
 clean:
 	rm -rf $(VENV) .build

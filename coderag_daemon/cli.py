@@ -68,9 +68,9 @@ def _bounded(name: str) -> Callable[[str], int]:
 
 
 def _bench_command(args: argparse.Namespace) -> int:
-    from .bench import daemon_bench, engine_bench
+    from .bench import daemon_bench, engine_bench, index_bench
 
-    return {"engine": engine_bench, "daemon": daemon_bench}[args.bench].run(args)
+    return {"engine": engine_bench, "daemon": daemon_bench, "index": index_bench}[args.bench].run(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .bench import daemon_bench
 
     daemon_bench.add_arguments(bench_sub.add_parser("daemon", help="an editing session over LSP: latency and tokens reprocessed"))
+    from .bench import index_bench
+
+    index_bench.add_arguments(bench_sub.add_parser("index", help="workspace index: build, update and retrieval time, memory, top-5 accuracy"))
     bench.set_defaults(func=_bench_command)
 
     from .bench import editor_session

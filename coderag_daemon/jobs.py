@@ -14,9 +14,15 @@ from typing import Any, Callable
 from .completion import StopRule, Window, trim_suffix_overlap
 from .documents import Document
 from .engine import GenerationOptions, UpdateStats, generate
+from .index import Retrieved
+from .index.retrieval import CountTokens
 from .options import Options
 from .project import Project
 from .worker import Session
+
+
+Retrieve = Callable[[CountTokens, frozenset[str], int], Retrieved]
+"""``retrieve(count_tokens, paths already in the context, token budget)``: code for a chat tail."""
 
 
 class Interrupted(Exception):
@@ -32,9 +38,11 @@ class Outcome:
     first_token_ms: float | None
     generation_ms: float
     tokens_generated: int
+    retrieved: Retrieved | None = None
+    """A chat's code from the workspace index (its sources are cited)."""
 
     def as_stats(self) -> dict[str, Any]:
-        return {
+        out = {
             "tokensInContext": self.stats.n_tokens, "tokensReprocessed": self.stats.tokens_reprocessed,
             "tokensKept": self.stats.tokens_kept, "restoreKind": self.stats.restore_kind,
             "prefillMs": round(self.prefill_ms, 1),
@@ -42,6 +50,9 @@ class Outcome:
             "generationMs": round(self.generation_ms, 1), "tokensGenerated": self.tokens_generated,
             "stopReason": self.stop_reason,
         }
+        if self.retrieved is not None:
+            out["retrievedTokens"] = self.retrieved.tokens
+        return out
 
 
 def completion_target(project: Project, doc: Document, window: Window) -> list[list[int]]:
@@ -82,10 +93,17 @@ def preload(session: Session, target: Callable[[], list[list[int]]], done: Calla
 
 
 def chat(session: Session, project: Project, messages: list[dict[str, str]], note: str | None,
-         options: Options, on_text: Callable[[str], None]) -> Outcome:
-    """An answer about the project, streamed through `on_text`."""
+         options: Options, on_text: Callable[[str], None],
+         retrieve: Retrieve | None = None) -> Outcome:
+    """An answer about the project, streamed through `on_text`, with code of files outside the
+    context picked by `retrieve` in the request tail."""
     layout = project.layout()
-    target = [*project.segments(), layout.chat_tail(messages, note)]
+    segments = project.segments()
+    retrieved = None
+    if retrieve is not None and layout.options.retrieval_tokens > 0:
+        retrieved = retrieve(lambda text: len(layout.tokenizer.tokenize(text)), project.context_paths(),
+                             layout.options.retrieval_tokens)
+    target = [*segments, layout.chat_tail(messages, note, retrieved.text if retrieved else "")]
     stats, prefill_ms = _prefill(session, target)
     gen = generate(
         session.cache,
@@ -93,4 +111,5 @@ def chat(session: Session, project: Project, messages: list[dict[str, str]], not
         cancelled=session.cancelled,
         on_text=on_text,
     )
-    return Outcome(gen.text, gen.stop_reason, stats, prefill_ms, gen.first_token_ms, gen.total_ms, len(gen.tokens))
+    return Outcome(gen.text, gen.stop_reason, stats, prefill_ms, gen.first_token_ms, gen.total_ms, len(gen.tokens),
+                   retrieved)

@@ -10,6 +10,7 @@ from typing import Any
 
 from .engine import EngineOptions
 from .engine.options import MIB
+from .prompts import PromptOptions
 
 
 def _setting(default: Any, help: str) -> Any:
@@ -28,6 +29,7 @@ class Options:
     max_completion_tokens: int = _setting(64, "Longest inline completion, in tokens.")
     max_chat_tokens: int = _setting(512, "Longest chat answer, in tokens.")
     completion_time_budget_ms: int = _setting(3000, "An inline completion stops generating after this long and returns what it has.")
+    retrieval_tokens: int = _setting(768, "Tokens of code retrieved from the workspace index into a chat request (after the cached context); 0 turns retrieval off.")
     ignore_globs: list[str] = field(default_factory=list, metadata={"help": "Extra gitignore-style patterns for files that never enter the context."})
     max_file_kib: int = _setting(512, "Files larger than this are skipped.")
 
@@ -35,12 +37,16 @@ class Options:
         return EngineOptions(n_ctx=self.n_ctx, n_threads=self.threads, checkpoint_interval=self.checkpoint_interval,
                              checkpoint_budget_bytes=self.checkpoint_memory_mib * MIB)
 
+    def prompt_options(self) -> PromptOptions:
+        return PromptOptions.for_context(self.n_ctx, self.retrieval_tokens)
+
 
 # Bounds that keep a typo from exhausting memory or stalling the daemon.
 _LIMITS: dict[str, tuple[int, int]] = {
     "n_ctx": (512, 131072), "threads": (0, 256), "checkpoint_interval": (16, 65536),
     "checkpoint_memory_mib": (0, 65536), "preload_delay_ms": (0, 60000), "context_tokens": (256, 131072),
     "max_completion_tokens": (1, 4096), "max_chat_tokens": (1, 16384), "completion_time_budget_ms": (100, 60000),
+    "retrieval_tokens": (0, 16384),
     "max_file_kib": (1, 65536),
 }
 
@@ -50,7 +56,8 @@ _ALIASES = {
     "checkpointMemoryMiB": "checkpoint_memory_mib", "checkpointMemoryMib": "checkpoint_memory_mib",
     "preloadDelayMs": "preload_delay_ms", "contextTokens": "context_tokens",
     "maxCompletionTokens": "max_completion_tokens", "maxChatTokens": "max_chat_tokens",
-    "completionTimeBudgetMs": "completion_time_budget_ms", "ignoreGlobs": "ignore_globs", "maxFileKiB": "max_file_kib",
+    "completionTimeBudgetMs": "completion_time_budget_ms", "retrievalTokens": "retrieval_tokens",
+    "ignoreGlobs": "ignore_globs", "maxFileKiB": "max_file_kib",
     "maxFileKib": "max_file_kib",
 }
 

@@ -8,6 +8,7 @@ lock guards it; nothing slow runs under the lock on the event-loop side.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from dataclasses import dataclass
@@ -63,12 +64,12 @@ class Project:
                     self.context.open(self.display_path(doc), doc.text)
 
     def reconfigure(self, options: Options) -> None:
-        """New admission rules or context budget; the caller restarts the watcher on the new policy."""
+        """New admission rules or budgets; the caller restarts the watcher on the new policy."""
         with self.lock:
             self.admission = AdmissionPolicy(self.admission.roots, _admission_options(options))
             self.options = options
             if self.context is not None:
-                self.set_layout(self.context.layout)
+                self.set_layout(dataclasses.replace(self.context.layout, options=options.prompt_options()))
 
     # --- editor events ----------------------------------------------------------------------------
 
@@ -176,6 +177,13 @@ class Project:
                 item["uri"] = path_to_uri(key) if key else None
             return out
 
+    def context_paths(self) -> frozenset[str]:
+        """Absolute paths of the files in the file context now (within its budget)."""
+        with self.lock:
+            if self.context is None:
+                return frozenset()
+            return frozenset(key for key in self._order if self._display(Path(key)) in self.context)
+
     def display_path(self, doc: Document) -> str:
         """The path the model reads in file headers: relative to its workspace root."""
         return self._display(doc.path) if doc.path is not None else doc.uri
@@ -227,7 +235,7 @@ class Project:
 def _context_options(options: Options, layout: PromptLayout) -> ContextOptions:
     """The file context's budget: the setting, less what must stay free in n_ctx for a request
     tail and its answer, so that no request overflows the window however full the context is."""
-    room = options.n_ctx - layout.options.request_tokens(options.max_completion_tokens)
+    room = options.n_ctx - layout.options.request_tokens(options.max_completion_tokens, options.max_chat_tokens)
     budget = min(options.context_tokens, max(room, options.n_ctx // 4))
     if budget < options.context_tokens:
         log.info("file context limited to %d tokens (contextTokens %d): n_ctx %d keeps room for the request and its answer",

@@ -83,24 +83,31 @@ class PromptOptions:
     """Text after the cursor: whole lines, the nearest kept. Reprocessed on every keystroke."""
     chat_tokens: int = 1024
     """Conversation text of a chat tail; older turns go first, then the middle of the longest."""
+    retrieval_tokens: int = 768
+    """Code retrieved from the workspace index into a chat tail (0: none)."""
 
     def __post_init__(self) -> None:
         for name in ("prefix_tokens", "suffix_tokens", "chat_tokens"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive number of tokens, got {getattr(self, name)}")
+        if self.retrieval_tokens < 0:
+            raise ValueError(f"retrieval_tokens must not be negative, got {self.retrieval_tokens}")
 
     @classmethod
-    def for_context(cls, n_ctx: int) -> PromptOptions:
+    def for_context(cls, n_ctx: int, retrieval_tokens: int = 768) -> PromptOptions:
         """The default budgets, made smaller for small context windows so a request still fits."""
         default = cls()
         return cls(prefix_tokens=min(default.prefix_tokens, n_ctx // 4),
                    suffix_tokens=min(default.suffix_tokens, n_ctx // 32),
-                   chat_tokens=min(default.chat_tokens, n_ctx // 8))
+                   chat_tokens=min(default.chat_tokens, n_ctx // 8),
+                   retrieval_tokens=min(retrieval_tokens, n_ctx // 8))
 
-    def request_tokens(self, answer_tokens: int) -> int:
-        """The most a completion tail and its answer take, which also covers a chat tail (its
-        conversation and the system text share `chat_tokens`) with room for an answer."""
-        return self.prefix_tokens + self.suffix_tokens + _TAIL_MARKUP + answer_tokens
+    def request_tokens(self, completion_tokens: int, chat_tokens: int = 0) -> int:
+        """The most a request tail and its answer take: a completion (cursor window and answer) or
+        a chat (conversation, retrieved code and answer), whichever is larger."""
+        completion = self.prefix_tokens + self.suffix_tokens + completion_tokens
+        chat = self.chat_tokens + self.retrieval_tokens + chat_tokens
+        return _TAIL_MARKUP + max(completion, chat)
 
 
 @dataclass(frozen=True)
@@ -157,18 +164,21 @@ class PromptLayout:
             lead = [sp.fim_prefix, *self._text(_header(path))]
         return [*lead, *before, sp.fim_suffix, *after, sp.fim_middle]
 
-    def chat_tail(self, messages: Sequence[Mapping[str, str]], context_note: str | None = None) -> list[int]:
+    def chat_tail(self, messages: Sequence[Mapping[str, str]], context_note: str | None = None,
+                  retrieved: str = "") -> list[int]:
         """The conversation after the file context, ending where the assistant's answer starts.
 
         `messages` are ``{"role", "content"}`` dicts, oldest first, the last one the user's question;
-        `context_note` (e.g. where the cursor is) joins the system message. The chat template's own
-        markup is tokenized with control tokens; every message content is spliced in as plain text.
+        `retrieved` (code from other files, under ``path:line`` labels) and `context_note` (e.g.
+        where the cursor is) join the system message. The chat template's own markup is tokenized
+        with control tokens; every message content is spliced in as plain text.
         """
+        code = self._text(f"\n\n{retrieved}")[: self.options.retrieval_tokens] if retrieved else []
         note = _cut_middle(self._text(f"\n\n{context_note}"), self.options.chat_tokens // 2) if context_note else []
         turns = _fit_turns(
             [(m["role"], self._text(m["content"])) for m in messages], self.options.chat_tokens - len(note)
         )
-        convo = [("system", self._text(SYSTEM_PROMPT) + note), *turns]
+        convo = [("system", self._text(SYSTEM_PROMPT) + code + note), *turns]
         return _splice(self.tokenizer, self._render(convo), [tokens for _, tokens in convo], self._special.eos)
 
     def _render(self, convo: list[tuple[str, list[int]]]) -> str:

@@ -3,7 +3,10 @@
 CHAT = "coderag/chat"
 """Request: a question about the project. Streams `coderag/chatDelta` when given a token."""
 CHAT_DELTA = "coderag/chatDelta"
-"""Notification (server → client): {token, delta}, the next piece of a chat answer."""
+"""Notification (server → client): {token, delta}, the next piece of a chat answer; the last one
+has ``done`` and the answer's ``sources``."""
+SEARCH = "coderag/search"
+"""Request: the workspace index's best chunks for a query, with their ranges."""
 CONTEXT = "coderag/context"
 """Request: the files of the context in order, with token counts and what the cache holds."""
 STATUS = "coderag/status"

@@ -10,6 +10,7 @@ import functools
 import logging
 import threading
 import uuid
+from concurrent.futures import Future
 from typing import Any, Callable
 
 from lsprotocol import types
@@ -18,10 +19,12 @@ from pygls.lsp.server import LanguageServer
 
 from . import __version__, default_model, jobs, protocol
 from .completion import TypeThroughCache, cursor_window
-from .documents import DocumentError, TextChange, uri_to_path
+from .documents import Document, DocumentError, TextChange, uri_to_path
+from .index import RetrievalOptions, WorkspaceIndex, retrieve
+from .index.store import default_cache_dir
 from .options import Options, merge
 from .project import Project
-from .prompts import PromptOptions, detect_layout
+from .prompts import detect_layout
 from .watcher import DiskWatcher
 from .worker import ModelUnavailable, ModelWorker, Status
 
@@ -40,6 +43,8 @@ class CoderagServer(LanguageServer):
         self.project = Project(options)
         self.worker = ModelWorker(on_status=self._status_changed, on_loaded=self._model_loaded)
         self.watcher: DiskWatcher | None = None
+        self.index = WorkspaceIndex(self.project.admission, default_cache_dir())
+        self._index_build: Future[Any] | None = None
         self.shown = TypeThroughCache()
         self.loop: asyncio.AbstractEventLoop | None = None
         self._completion_cancel: dict[str, threading.Event] = {}
@@ -60,7 +65,7 @@ class CoderagServer(LanguageServer):
 
     def _model_loaded(self, model: Any) -> None:
         """On the worker thread, once a model is in: lay the context out for its vocabulary."""
-        self.project.set_layout(detect_layout(model, PromptOptions.for_context(self.options.n_ctx)))
+        self.project.set_layout(detect_layout(model, self.options.prompt_options()))
 
     # --- talking to the client from any thread --------------------------------------------------
 
@@ -91,7 +96,7 @@ class CoderagServer(LanguageServer):
     async def run(self, fn: Callable[[Any], Any], label: str, cancel: threading.Event | None = None) -> Any:
         """Run a job on the model worker; a $/cancelRequest stops it within one batch or token."""
         cancel = cancel or threading.Event()
-        progress = PrefillProgress(self, f"coderag: {label}")
+        progress = WorkProgress(self, f"coderag: {label}")
         try:
             future = self.worker.submit(fn, label=label, cancel=cancel, progress=progress)
             return await asyncio.wrap_future(future)
@@ -114,7 +119,7 @@ class CoderagServer(LanguageServer):
             return
         window = cursor_window(doc.text, min(cursor.offset, len(doc.text)))
         target = functools.partial(jobs.completion_target, self.project, doc, window)
-        progress = PrefillProgress(self, "coderag: preloading")
+        progress = WorkProgress(self, "coderag: preloading")
         self.worker.schedule_preload(functools.partial(jobs.preload, target=target, done=progress.finish),
                                      self.options.preload_delay_ms / 1000, progress=progress)
 
@@ -126,11 +131,30 @@ class CoderagServer(LanguageServer):
             self.show(error, types.MessageType.Warning)
         old, self.options = self.options, new
         changed = {f.name for f in dataclasses.fields(Options) if getattr(old, f.name) != getattr(new, f.name)}
-        if changed & {"ignore_globs", "max_file_kib", "context_tokens"}:
+        if changed & {"ignore_globs", "max_file_kib", "context_tokens", "retrieval_tokens", "max_chat_tokens",
+                      "max_completion_tokens"}:
             self.project.reconfigure(new)
             self.restart_watcher()
+            if not initial and changed & {"ignore_globs", "max_file_kib"}:
+                self.build_index()
         if not initial and changed & set(_ENGINE_SETTINGS):
             self.load_model()
+
+    def build_index(self) -> None:
+        """Bring the workspace index in line with the roots and admission rules, in the background."""
+        self.index.set_policy(self.project.admission)
+        progress = WorkProgress(self, "coderag: indexing workspace", threshold=1, unit="files")
+        self._index_build = self.index.build(progress)
+        self._index_build.add_done_callback(lambda _: progress.finish())
+
+    @property
+    def indexing(self) -> bool:
+        return self._index_build is not None and not self._index_build.done()
+
+    def index_document(self, doc: Document) -> None:
+        """An editor buffer's text is what the index shows of its file until the buffer is closed."""
+        if doc.path is not None:
+            self.index.update_text(doc.path, doc.text)
 
     def restart_watcher(self) -> None:
         if self.watcher is not None:
@@ -139,39 +163,40 @@ class CoderagServer(LanguageServer):
             self.watcher = None
             return
         project = self.project
-        self.watcher = DiskWatcher(project.admission, on_change=self._disk(project.disk_changed),
-                                   on_delete=self._disk(project.disk_deleted), on_move=self._disk(project.disk_moved))
+        self.watcher = DiskWatcher(project.admission, on_change=self._disk(project.disk_changed, self.index.update_path),
+                                   on_delete=self._disk(project.disk_deleted, self.index.remove_path),
+                                   on_move=self._disk(project.disk_moved, self.index.move))
         self.watcher.start()
 
-    def _disk(self, handler: Callable[..., None]) -> Callable[..., None]:
+    def _disk(self, handler: Callable[..., None], index: Callable[..., None]) -> Callable[..., None]:
         def on_event(*paths: str) -> None:
             handler(*paths)
+            index(*paths)
             self.shown.clear()
             log.info("changed on disk: %s", " -> ".join(paths))
         return on_event
 
 
-class PrefillProgress:
-    """Work-done progress ($/progress) for prefills of more than THRESHOLD tokens.
+class WorkProgress:
+    """Work-done progress ($/progress) for work on more than `threshold` units: a prefill's tokens
+    (called from the worker thread after every batch), an index build's files (from the index thread).
 
-    Called from the worker thread after every batch; the progress is created on the client only
-    once a prefill turns out to be long, and reports wait until the client has accepted it."""
+    The progress is created on the client only once the work turns out to be long, and reports wait
+    until the client has accepted it."""
 
-    THRESHOLD = 1024
-
-    def __init__(self, ls: CoderagServer, title: str) -> None:
-        self.ls, self.title = ls, title
+    def __init__(self, ls: CoderagServer, title: str, threshold: int = 1024, unit: str = "tokens") -> None:
+        self.ls, self.title, self.threshold, self.unit = ls, title, threshold, unit
         self.token: str | None = None
         self.ready = self.finished = False
 
     def __call__(self, done: int, total: int) -> None:
-        if total < self.THRESHOLD or not _supports_progress(self.ls):
+        if total < self.threshold or not _supports_progress(self.ls):
             return
         if self.token is None:
             self.token = str(uuid.uuid4())
             self.ls.call_soon(lambda: asyncio.ensure_future(self._begin()))
         elif self.ready:
-            report = types.WorkDoneProgressReport(message=f"{done} of {total} tokens", percentage=100 * done // total)
+            report = types.WorkDoneProgressReport(message=f"{done} of {total} {self.unit}", percentage=100 * done // total)
             self.ls.call_soon(self.ls.work_done_progress.report, self.token, report)
 
     async def _begin(self) -> None:
@@ -252,6 +277,7 @@ def build_server(options: Options) -> CoderagServer:
     async def initialized(ls: CoderagServer, params: types.InitializedParams) -> None:
         logging.getLogger("coderag_daemon").addHandler(_ClientLogHandler(ls))
         ls.restart_watcher()
+        ls.build_index()
         if _supports_progress(ls):
             token = str(uuid.uuid4())
             try:
@@ -267,6 +293,7 @@ def build_server(options: Options) -> CoderagServer:
         if ls.watcher is not None:
             ls.watcher.stop()
         ls.worker.stop()
+        ls.index.close()
 
     @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
     def did_change_configuration(ls: CoderagServer, params: types.DidChangeConfigurationParams) -> None:
@@ -282,22 +309,24 @@ def build_server(options: Options) -> CoderagServer:
         roots |= {p for f in params.event.added if (p := uri_to_path(f.uri)) is not None and p.is_dir()}
         ls.project.set_roots(sorted(roots))
         ls.restart_watcher()
+        ls.build_index()
 
     # --- documents ------------------------------------------------------------------------------------
 
     @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
     def did_open(ls: CoderagServer, params: types.DidOpenTextDocumentParams) -> None:
         d = params.text_document
-        ls.project.opened(d.uri, d.text, d.version, d.language_id)
+        ls.index_document(ls.project.opened(d.uri, d.text, d.version, d.language_id))
 
     @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
     def did_change(ls: CoderagServer, params: types.DidChangeTextDocumentParams) -> None:
         d = params.text_document
         try:
-            ls.project.changed(d.uri, d.version, [TextChange.from_lsp(c) for c in params.content_changes])
+            doc = ls.project.changed(d.uri, d.version, [TextChange.from_lsp(c) for c in params.content_changes])
         except DocumentError as exc:
             log.warning("edit of %s refused: %s", d.uri, exc)
             return
+        ls.index_document(doc)
         ls.schedule_preload()
 
     @server.feature(types.TEXT_DOCUMENT_DID_SAVE, types.TextDocumentSaveRegistrationOptions(include_text=True))
@@ -309,10 +338,14 @@ def build_server(options: Options) -> CoderagServer:
 
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(ls: CoderagServer, params: types.DidCloseTextDocumentParams) -> None:
+        path = uri_to_path(params.text_document.uri)
         try:
             ls.project.closed(params.text_document.uri)
         except DocumentError as exc:
             log.warning("close of %s ignored: %s", params.text_document.uri, exc)
+            return
+        if path is not None:
+            ls.index.update_path(path)  # the file on disk is what counts again
 
     # --- completion -------------------------------------------------------------------------------
 
@@ -356,19 +389,42 @@ def build_server(options: Options) -> CoderagServer:
         if not all(isinstance(m, dict) and m.get("role") in ("user", "assistant") and isinstance(m.get("content"), str) for m in history):
             raise JsonRpcInvalidParams("history must be a list of {role: 'user'|'assistant', content: string}")
         token = _param(params, "token", (str, int), required=False)
-        note = _chat_note(ls, params)
+        note, selected = _chat_note(ls, params)
         messages = [*history, {"role": "user", "content": question}]
 
         def on_text(delta: str) -> None:
             if token is not None:
                 ls.notify(protocol.CHAT_DELTA, {"token": token, "delta": delta})
 
+        def find(count_tokens: Any, in_context: frozenset[str], budget: int) -> Any:
+            return retrieve(ls.index, f"{question}\n{selected}", count_tokens, exclude_paths=in_context,
+                            options=RetrievalOptions(token_budget=budget))
+
         outcome: jobs.Outcome = await ls.run(
-            functools.partial(jobs.chat, project=ls.project, messages=messages, note=note, options=ls.options, on_text=on_text),
+            functools.partial(jobs.chat, project=ls.project, messages=messages, note=note, options=ls.options,
+                              on_text=on_text, retrieve=find),
             label="chat")
         ls.worker.report_request({"kind": "chat", **outcome.as_stats()})
         log.info("chat: %s", outcome.as_stats())
-        return {"answer": outcome.text, "stats": outcome.as_stats()}
+        sources = outcome.retrieved.sources_json() if outcome.retrieved is not None else []
+        if token is not None:
+            ls.notify(protocol.CHAT_DELTA, {"token": token, "delta": "", "done": True, "sources": sources})
+        return {"answer": outcome.text, "stats": outcome.as_stats(), "sources": sources}
+
+    @server.feature(protocol.SEARCH)
+    async def search(ls: CoderagServer, params: Any) -> dict[str, Any]:
+        params = plain(params)
+        query = _param(params, "query", str)
+        if not query.strip():
+            raise JsonRpcInvalidParams("the query is empty")
+        limit = _param(params, "limit", int, required=False)
+        limit = 20 if limit is None else limit
+        if not 1 <= limit <= 100:
+            raise JsonRpcInvalidParams(f"limit must be between 1 and 100, got {limit}")
+        indexing = ls.indexing
+        hits = await asyncio.to_thread(ls.index.search, query, limit)  # reads the files it returns
+        return {"indexing": indexing, "files": ls.index.stats()["files"],
+                "results": [hit.to_json(with_text=True) for hit in hits]}
 
     @server.feature(protocol.CONTEXT)
     async def context(ls: CoderagServer, params: Any) -> dict[str, Any]:
@@ -403,11 +459,12 @@ def _items(text: str, position: types.Position) -> types.InlineCompletionList:
         insert_text=text, range=types.Range(start=position, end=position))])
 
 
-def _chat_note(ls: CoderagServer, params: dict[str, Any]) -> str | None:
-    """Where the user is: the file and line, and the selected text if any."""
+def _chat_note(ls: CoderagServer, params: dict[str, Any]) -> tuple[str | None, str]:
+    """Where the user is (the file and line, and the selected text if any) for the prompt, and the
+    selected text alone (it joins the question in the index search)."""
     uri = _param(params, "uri", str, required=False)
     if uri is None:
-        return None
+        return None, ""
     doc = ls.project.documents.get(uri)
     if doc is None:
         raise JsonRpcInvalidParams(f"unknown document {uri}")
@@ -425,8 +482,10 @@ def _chat_note(ls: CoderagServer, params: dict[str, Any]) -> str | None:
         except DocumentError as exc:
             raise JsonRpcInvalidParams(str(exc)) from exc
         if end > start:
-            parts.append(f"The user selected:\n```\n{doc.text[start:end]}\n```")
-    return ".\n".join(parts)
+            selected = doc.text[start:end]
+            parts.append(f"The user selected:\n```\n{selected}\n```")
+            return ".\n".join(parts), selected
+    return ".\n".join(parts), ""
 
 
 class _ClientLogHandler(logging.Handler):

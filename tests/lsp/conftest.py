@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -42,6 +43,12 @@ async def until(predicate: Callable[[], Any], timeout: float = 30.0, what: str =
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.02)
     return result
+
+
+@pytest.fixture(autouse=True, scope="session")
+def index_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The daemons started by the tests save their workspace index here, not in the user's cache."""
+    os.environ["CODERAG_INDEX_DIR"] = str(tmp_path_factory.mktemp("index"))
 
 
 @pytest.fixture

@@ -62,5 +62,5 @@ def test_the_file_context_leaves_room_for_a_request_in_n_ctx(root: Path) -> None
         project.set_roots([root])
         project.set_layout(layout)
         budget = project.context.options.token_budget
-        assert budget + layout.options.request_tokens(options.max_completion_tokens) <= n_ctx
-        assert budget == min(context_tokens, n_ctx - layout.options.request_tokens(options.max_completion_tokens))
+        assert budget + layout.options.request_tokens(options.max_completion_tokens, options.max_chat_tokens) <= n_ctx
+        assert budget == min(context_tokens, n_ctx - layout.options.request_tokens(options.max_completion_tokens, options.max_chat_tokens))

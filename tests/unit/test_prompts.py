@@ -229,9 +229,11 @@ def test_a_huge_selection_and_question_stay_within_the_request_budget() -> None:
     options = PromptOptions.for_context(4096)
     layout = detect_layout(tok, options)
     selection = "The user selected:\n" + "".join(f"line {i}\n" for i in range(5000))
-    tail = layout.chat_tail([{"role": "user", "content": "why? " * 3000}], selection)
+    retrieved = "".join(f"code {i}\n" for i in range(5000))
+    tail = layout.chat_tail([{"role": "user", "content": "why? " * 3000}], selection, retrieved)
     assert len(tail) <= options.request_tokens(0)
     text = tok.detokenize(tail)
+    assert "code 0\n" in text and "code 4999\n" not in text  # retrieved code is cut at its end
     assert "line 0\n" in text and "line 4999\n" in text and "line 2500\n" not in text  # start and end kept
     assert text.count("why?") < 3000
 
@@ -239,5 +241,6 @@ def test_a_huge_selection_and_question_stay_within_the_request_budget() -> None:
 def test_request_budgets_shrink_with_small_context_windows() -> None:
     assert PromptOptions.for_context(131072) == PromptOptions()
     small = PromptOptions.for_context(1024)
-    assert small.request_tokens(64) <= 1024 // 4 + 1024 // 32 + 1024 // 8 + 64 + 256
-    assert small.prefix_tokens == 256 and small.chat_tokens == 128
+    assert small.request_tokens(64, 64) == 256 + max(1024 // 4 + 1024 // 32 + 64, 1024 // 8 + 1024 // 8 + 64)
+    assert small.prefix_tokens == 256 and small.chat_tokens == 128 and small.retrieval_tokens == 128
+    assert PromptOptions.for_context(8192, retrieval_tokens=0).request_tokens(64, 512) == 256 + 2048 + 96 + 64

@@ -5,6 +5,7 @@ import { FromPage, ToPage, shownExchange } from './chatMessages';
 import { chatPageHtml } from './chatPage';
 import { AskContext, ChatSession } from './chatSession';
 import { Attachment } from './editorContext';
+import { openLocation } from './openLocation';
 
 export class ChatPanel implements vscode.Disposable {
   private panel: vscode.WebviewPanel | undefined;
@@ -73,7 +74,21 @@ export class ChatPanel implements vscode.Disposable {
         this.attachment = undefined;
         this.postAttachment();
         break;
+      case 'openSource':
+        void this.openSource(message.uri, message.label);
+        break;
     }
+  }
+
+  /** Opens a source the daemon gave in this conversation; anything else the page names is refused. */
+  async openSource(uri: unknown, label: unknown): Promise<boolean> {
+    const source = typeof uri === 'string' && typeof label === 'string' ? this.session.source(uri, label) : undefined;
+    if (source === undefined) {
+      return false;
+    }
+    // Beside the panel, not over it: the panel is where the link was clicked.
+    const column = this.panel?.viewColumn === vscode.ViewColumn.One ? vscode.ViewColumn.Beside : vscode.ViewColumn.One;
+    return openLocation(source.uri, source.range, column);
   }
 
   private async ask(question: string): Promise<void> {

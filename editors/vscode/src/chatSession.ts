@@ -1,7 +1,7 @@
 // A conversation about the project: the client keeps the turns (the daemon is stateless between
 // questions), streams each answer from coderag/chatDelta and stops it with $/cancelRequest.
 import { CancellationTokenSource, LSPErrorCodes, Position, Range } from 'vscode-languageserver-protocol/node';
-import { ChatDeltaNotification, ChatRequest, ChatTurn, DaemonConnection, RequestFigures } from './protocol';
+import { ChatDeltaNotification, ChatRequest, ChatTurn, DaemonConnection, RequestFigures, Source } from './protocol';
 
 /** Where the user is when asking: given to the daemon so the answer can refer to it. */
 export interface AskContext {
@@ -20,6 +20,8 @@ export interface Exchange {
   /** The answer as far as it came (all of it unless stopped or failed). */
   answer: string;
   outcome: Outcome;
+  /** The chunks of files the daemon gave the model with the question. */
+  sources: Source[];
 }
 
 export class ChatSession {
@@ -46,26 +48,34 @@ export class ChatSession {
     }
     const connection = this.connection();
     if (connection === undefined) {
-      return this.record(question, '', { kind: 'failed', message: 'The CodeRAG daemon is not running.' });
+      return this.record(question, '', { kind: 'failed', message: 'The CodeRAG daemon is not running.' }, []);
     }
     const epoch = this.epoch;
     const token = `chat-${this.nextToken++}`;
     const source = new CancellationTokenSource();
     this.running = source;
     let streamed = '';
+    // The last delta brings the sources: kept if a stop then cuts off the result that repeats them.
+    let sources: Source[] = [];
     const deltas = connection.onNotification(ChatDeltaNotification, (params) => {
-      if (params.token === token) {
+      if (params.token !== token) {
+        return;
+      }
+      if (params.delta !== '') {
         streamed += params.delta;
         onDelta(params.delta);
+      }
+      if (params.done === true) {
+        sources = params.sources ?? [];
       }
     });
     try {
       const history = this.history();
       const result = await connection.sendRequest(ChatRequest, { question, history, ...where, token }, source.token);
-      return this.record(question, result.answer, { kind: 'answered', stats: result.stats }, epoch);
+      return this.record(question, result.answer, { kind: 'answered', stats: result.stats }, result.sources ?? sources, epoch);
     } catch (error) {
       const outcome: Outcome = isCancellation(error) ? { kind: 'stopped' } : { kind: 'failed', message: errorMessage(error) };
-      return this.record(question, streamed, outcome, epoch);
+      return this.record(question, streamed, outcome, sources, epoch);
     } finally {
       deltas.dispose();
       source.dispose();
@@ -76,6 +86,18 @@ export class ChatSession {
   /** Stop the running answer; what was streamed so far stays in the conversation. */
   stop(): void {
     this.running?.cancel();
+  }
+
+  /** The source of this conversation with `uri` and `label`, if the daemon gave one: the page may
+   * ask to open only these, whatever else it sends. */
+  source(uri: string, label: string): Source | undefined {
+    for (const exchange of this.exchanges) {
+      const found = exchange.sources.find((source) => source.uri === uri && source.label === label);
+      if (found !== undefined) {
+        return found;
+      }
+    }
+    return undefined;
   }
 
   clear(): void {
@@ -94,8 +116,8 @@ export class ChatSession {
       ]);
   }
 
-  private record(question: string, answer: string, outcome: Outcome, epoch = this.epoch): Exchange {
-    const exchange = { question, answer, outcome };
+  private record(question: string, answer: string, outcome: Outcome, sources: Source[], epoch = this.epoch): Exchange {
+    const exchange = { question, answer, outcome, sources };
     if (epoch === this.epoch) {
       this.exchanges.push(exchange);
     }

@@ -36,6 +36,15 @@ export function selectionAttachment(editor: vscode.TextEditor | undefined): Atta
   };
 }
 
+/** The selected text as a search query: one line, at most `max` characters; nothing without a selection. */
+export function selectedQuery(editor: vscode.TextEditor | undefined, max = 200): string | undefined {
+  if (editor === undefined || editor.selection.isEmpty) {
+    return undefined;
+  }
+  const text = editor.document.getText(editor.selection).replace(/\s+/g, ' ').trim().slice(0, max);
+  return text === '' ? undefined : text;
+}
+
 export class EditorTracker implements vscode.Disposable {
   private last: vscode.TextEditor | undefined;
   private readonly subscription: vscode.Disposable;

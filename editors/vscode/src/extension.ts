@@ -4,9 +4,10 @@ import { ChatPanel } from './chatPanel';
 import { ChatSession } from './chatSession';
 import { showContext } from './contextPick';
 import { DaemonClient } from './daemonClient';
-import { EditorTracker, selectionAttachment } from './editorContext';
+import { EditorTracker, selectedQuery, selectionAttachment } from './editorContext';
 import { Notifier } from './notifications';
 import { ClearCacheRequest, ContextRequest, DaemonConnection } from './protocol';
+import { searchProject } from './projectSearch';
 import { SECTION, inlineSettings } from './settings';
 import { StatusBar } from './statusBar';
 
@@ -41,6 +42,13 @@ export function activate(context: vscode.ExtensionContext): void {
     editors,
     chat,
     vscode.commands.registerCommand('coderag.ask', () => chat.open(selectionAttachment(vscode.window.activeTextEditor))),
+    vscode.commands.registerCommand('coderag.searchProject', async () => {
+      const initial = selectedQuery(vscode.window.activeTextEditor);
+      const connection = await running();
+      if (connection !== undefined) {
+        await searchProject(connection, notifier, initial);
+      }
+    }),
     vscode.commands.registerCommand('coderag.showContext', async () => {
       const connection = await running();
       if (connection !== undefined) {

@@ -46,15 +46,32 @@ export interface ChatParams {
   selection?: Range;
   token?: string;
 }
+/** A chunk of a file the daemon gave the model with a question, for the answer to cite. */
+export interface Source {
+  uri: string;
+  /** Relative to the workspace root. */
+  path: string;
+  range: Range;
+  /** "tasktrack/auth.py:96-131": one-based lines, as the answer cites them. */
+  label: string;
+  title: string;
+  score: number;
+}
+
 export interface ChatResult {
   answer: string;
   stats: RequestFigures;
+  /** Absent from daemons older than retrieval. */
+  sources?: Source[];
 }
 export const ChatRequest = new RequestType<ChatParams, ChatResult, void>('coderag/chat');
 
 export interface ChatDelta {
   token: string | number;
   delta: string;
+  /** On the last delta of an answer (its `delta` empty), with the answer's sources. */
+  done?: boolean;
+  sources?: Source[];
 }
 export const ChatDeltaNotification = new NotificationType<ChatDelta>('coderag/chatDelta');
 
@@ -78,6 +95,22 @@ export const ClearCacheRequest = new RequestType<Record<string, never>, Record<s
 export const DocumentTextRequest = new RequestType<{ uri: string }, { text: string; version: number | null }, void>(
   'coderag/documentText',
 );
+
+export interface SearchParams {
+  query: string;
+  /** 1–100; the daemon's default is 20. */
+  limit?: number;
+}
+export interface SearchHit extends Source {
+  text: string;
+}
+export interface SearchResult {
+  /** The first build of the index is still running: results cover the files indexed so far. */
+  indexing: boolean;
+  files: number;
+  results: SearchHit[];
+}
+export const SearchRequest = new RequestType<SearchParams, SearchResult, void>('coderag/search');
 
 /** What the client layer needs from a connection: LanguageClient and a protocol connection both fit. */
 export interface DaemonConnection {

@@ -1,7 +1,8 @@
 // The chat panel's page: shows the conversation, renders the streamed answer as Markdown, and sends
-// questions and "stop" to the extension.
-import type { FromPage, ShownExchange, ToPage } from '../src/chatMessages';
+// questions, "stop" and clicked sources to the extension.
+import type { FromPage, ShownExchange, ShownSource, ToPage } from '../src/chatMessages';
 import { renderMarkdown } from './markdown';
+import { linkMentions } from './mentions';
 
 declare function acquireVsCodeApi(): { postMessage(message: FromPage): void };
 
@@ -20,9 +21,15 @@ const attachment = element<HTMLElement>('attachment');
 const attachmentLabel = element<HTMLElement>('attachment-label');
 
 /** The answer being streamed: its text so far and where it is shown. */
-let streaming: { text: string; answer: HTMLElement; note: HTMLElement; frame?: number } | undefined;
+let streaming: { text: string; answer: HTMLElement; sources: HTMLElement; note: HTMLElement; frame?: number } | undefined;
 
-function exchangeView(asked: string): { answer: HTMLElement; note: HTMLElement } {
+interface ExchangeView {
+  answer: HTMLElement;
+  sources: HTMLElement;
+  note: HTMLElement;
+}
+
+function exchangeView(asked: string): ExchangeView {
   const block = document.createElement('section');
   block.className = 'exchange';
   const questionView = document.createElement('div');
@@ -30,15 +37,50 @@ function exchangeView(asked: string): { answer: HTMLElement; note: HTMLElement }
   questionView.textContent = asked;
   const answer = document.createElement('div');
   answer.className = 'answer';
+  const sources = document.createElement('nav');
+  sources.className = 'sources';
+  sources.setAttribute('aria-label', 'Sources');
+  sources.hidden = true;
   const note = document.createElement('div');
   note.className = 'note';
-  block.append(questionView, answer, note);
+  block.append(questionView, answer, sources, note);
   conversation.append(block);
-  return { answer, note };
+  return { answer, sources, note };
+}
+
+/** A link-styled button that asks the extension to open `source` (a button: the webview host
+ * handles clicks on <a href> itself). Model text only ever goes in as text. */
+function sourceLink(source: ShownSource, text: string): HTMLButtonElement {
+  const link = document.createElement('button');
+  link.type = 'button';
+  link.className = 'source-link';
+  link.textContent = text;
+  link.title = `Open ${source.label}`;
+  link.addEventListener('click', () => vscode.postMessage({ type: 'openSource', uri: source.uri, label: source.label }));
+  return link;
+}
+
+function showSources(view: ExchangeView, sources: ShownSource[]): void {
+  const heading = document.createElement('div');
+  heading.className = 'sources-heading';
+  heading.textContent = 'Sources';
+  const list = document.createElement('ul');
+  for (const source of sources) {
+    const title = document.createElement('span');
+    title.className = 'source-title';
+    title.textContent = source.title;
+    const item = document.createElement('li');
+    item.append(sourceLink(source, source.label), ' ', title);
+    list.append(item);
+  }
+  view.sources.replaceChildren(heading, list);
+  view.sources.hidden = sources.length === 0;
 }
 
 function showExchange(exchange: ShownExchange, view = exchangeView(exchange.question)): void {
   view.answer.innerHTML = renderMarkdown(exchange.answer);
+  linkMentions(view.answer, exchange.sources, sourceLink);
+  showSources(view, exchange.sources);
   view.note.textContent = exchange.note;
   view.note.classList.toggle('failed', exchange.failed);
 }

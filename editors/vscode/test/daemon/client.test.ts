@@ -1,11 +1,12 @@
 // The extension's client layer against the real daemon on the tiny model: its settings as
-// initializationOptions and as a configuration change, document sync, an inline completion, a
-// streamed chat answer and a stopped one, the context, the cache and the status bar's figures.
+// initializationOptions and as a configuration change, document sync, an inline completion, the
+// workspace search, a streamed chat answer with its sources and a stopped one, the context, the cache
+// and the status bar's figures.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { after, before, test } from 'node:test';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { TextDocument } from 'vscode-languageserver-textdocument';
 import {
   DidChangeConfigurationNotification,
@@ -13,10 +14,16 @@ import {
   DidOpenTextDocumentNotification,
   InlineCompletionRequest,
   InlineCompletionTriggerKind,
+  ResponseError,
   TextDocumentContentChangeEvent,
 } from 'vscode-languageserver-protocol/node';
 import { ChatSession } from '../../src/chatSession';
-import { ChatDeltaNotification, ClearCacheRequest, ContextRequest, DocumentTextRequest } from '../../src/protocol';
+import { shownSource } from '../../src/chatMessages';
+import { isFileUri } from '../../src/openLocation';
+import { searchItems } from '../../src/projectSearch';
+import {
+  ChatDelta, ChatDeltaNotification, ClearCacheRequest, DaemonConnection, ContextRequest, DocumentTextRequest, SearchRequest, SearchResult, Source,
+} from '../../src/protocol';
 import { daemonOptions, SECTION } from '../../src/settings';
 import { summarize } from '../../src/statusSummary';
 import { configuration } from '../support/packageSettings';
@@ -107,14 +114,70 @@ test('an inline completion answers at the cursor, and the status bar shows its l
   assert.match(summarize({ phase: 'running', status, inlineEnabled: true }).text, /^\$\(\w+(~spin)?\) CodeRAG [\d.]+k?\/4\.1k · \d+(\.\d)? (ms|s)$/);
 });
 
-test('a chat answer streams through the chat session and matches the final answer', async () => {
-  const session = new ChatSession(() => daemon.connection);
+/** A source or search hit as the protocol describes it: a file of the workspace, its label naming its lines. */
+function assertLocation(hit: Source): void {
+  assert.ok(isFileUri(hit.uri), hit.uri);
+  assert.equal(fileURLToPath(hit.uri), path.join(workspace, hit.path));
+  const { first, last } = shownSource(hit);
+  assert.equal(hit.label, first === last ? `${hit.path}:${first}` : `${hit.path}:${first}-${last}`);
+  assert.ok(hit.range.start.line <= hit.range.end.line);
+  assert.equal(typeof hit.title, 'string');
+  assert.equal(typeof hit.score, 'number');
+}
+
+test('the workspace search finds the chunk of a file that holds a word, once the index is built', async () => {
+  const search = () => daemon.connection.sendRequest(SearchRequest, { query: 'reminder recurrence', limit: 5 });
+  let result: SearchResult = await search();
+  for (const deadline = Date.now() + 60_000; result.indexing && Date.now() < deadline; result = await search()) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  assert.equal(result.indexing, false, 'the index was built');
+  assert.ok(result.files >= 10, `${result.files} files indexed`);
+  assert.ok(result.results.length > 0 && result.results.length <= 5, `${result.results.length} results`);
+  const scheduler = result.results.find((hit) => hit.path === 'tasktrack/scheduler.py');
+  assert.ok(scheduler, JSON.stringify(result.results.map((hit) => hit.label)));
+  result.results.forEach(assertLocation);
+  // The chunk's text is the file's, at its range.
+  const lines = readFileSync(path.join(workspace, scheduler.path), 'utf8').split('\n');
+  assert.equal(scheduler.text.split('\n')[0], lines[scheduler.range.start.line]);
+  assert.match(scheduler.text, /[Rr]eminder|[Rr]ecurrence/);
+  // As the quick pick lists it.
+  const item = searchItems(result).find((candidate) => candidate.uri === scheduler.uri)!;
+  assert.deepEqual([item.label, item.description], [scheduler.title, scheduler.label]);
+  assert.ok(item.detail !== undefined && item.detail !== '');
+
+  await assert.rejects(daemon.connection.sendRequest(SearchRequest, { query: '  ' }),
+    (error: unknown) => error instanceof ResponseError && error.code === -32602);
+});
+
+test('a chat answer streams through the chat session and matches the final answer; the last delta brings the sources', async () => {
+  // The session's connection, recording the deltas it gets (a connection has one handler per method).
+  const deltas: ChatDelta[] = [];
+  const connection: DaemonConnection = daemon.connection;
+  const recording: DaemonConnection = {
+    sendRequest: (type, params, token) => connection.sendRequest(type, params, token),
+    onNotification: (type, handler) => connection.onNotification(type, (params) => {
+      deltas.push(params as ChatDelta);
+      handler(params);
+    }),
+  };
+  const session = new ChatSession(() => recording);
   const auth = documents.get('tasktrack/auth.py')!;
   const pieces: string[] = [];
   const first = await session.ask('Where is a token checked?', { uri: auth.uri, position: { line: 9, character: 4 } }, (text) => pieces.push(text));
   assert.equal(first.outcome.kind, 'answered', JSON.stringify(first.outcome));
   assert.ok(pieces.length > 0, 'the answer streamed');
   assert.equal(pieces.join(''), first.answer);
+  const closing = deltas.at(-1)!;
+  assert.deepEqual([closing.done, closing.delta], [true, '']);
+  assert.ok(Array.isArray(closing.sources));
+  assert.equal(deltas.filter((delta) => delta.done === true).length, 1, 'one closing delta');
+  assert.deepEqual(first.sources, closing.sources, 'the result lists the same sources');
+  assert.ok(first.sources.length > 0, 'files outside the context mention tokens');
+  first.sources.forEach(assertLocation);
+  const inContext = ['tasktrack/auth.py', 'tasktrack/config.py'];
+  assert.deepEqual(first.sources.filter((source) => inContext.includes(source.path)), [], 'only files not in the context already');
+  assert.equal(session.source(first.sources[0].uri, first.sources[0].label), first.sources[0]);
   const selection = { start: { line: 0, character: 0 }, end: { line: 4, character: 0 } };
   const second = await session.ask('And this part?', { uri: auth.uri, position: selection.end, selection }, () => undefined);
   assert.equal(second.outcome.kind, 'answered', JSON.stringify(second.outcome));

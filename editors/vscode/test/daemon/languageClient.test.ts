@@ -1,7 +1,7 @@
 // The extension's own client (DaemonClient: vscode-languageclient with the extension's options and
 // middleware) against the real daemon on the tiny model, with VS Code's API mocked: document sync as
-// the editor sends it, inline completions through the registered provider, the chat panel, the
-// context list, and a crash that the client recovers from and reports.
+// the editor sends it, inline completions through the registered provider, the chat panel and its
+// sources, the project search, the context list, and a crash that the client recovers from and reports.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
@@ -13,7 +13,8 @@ import { ChatSession } from '../../src/chatSession';
 import { showContext } from '../../src/contextPick';
 import { DaemonClient } from '../../src/daemonClient';
 import { Notifier } from '../../src/notifications';
-import { ContextRequest, DocumentTextRequest } from '../../src/protocol';
+import { SearchItem, searchProject } from '../../src/projectSearch';
+import { ContextRequest, DocumentTextRequest, SearchRequest } from '../../src/protocol';
 import { StatusBar } from '../../src/statusBar';
 import {
   changeSettings, editDocument, FakeTextDocument, InlineCompletionList, InlineCompletionTriggerKind, languages, openDocument,
@@ -22,6 +23,7 @@ import {
 import { PYTHON, sampleWorkspace, tinyModel, until } from './daemonProcess';
 
 let client: DaemonClient;
+let output: vscode.LogOutputChannel;
 let workspace: string;
 let pids: () => number[];
 const statusText = () => recorded.statusBarItems[0].text;
@@ -40,7 +42,7 @@ before(async () => {
     recorded.settings.set(`coderag.${name}`, value);
   }
   fakeWorkspace.workspaceFolders = [{ uri: Uri.file(workspace), name: 'tasktrack', index: 0 }];
-  const output = window.createOutputChannel('CodeRAG') as unknown as vscode.LogOutputChannel;
+  output = window.createOutputChannel('CodeRAG') as unknown as vscode.LogOutputChannel;
   client = new DaemonClient(output, new Notifier(output), new StatusBar(true));
   fakeWorkspace.onDidChangeConfiguration((event) => client.configurationChanged(event as vscode.ConfigurationChangeEvent));
   await client.start();
@@ -120,11 +122,18 @@ test('the chat panel streams an answer from the daemon and stops one', async () 
   const posted = (type: string) => page.posted.filter((m) => (m as { type: string }).type === type);
   page.receive({ type: 'ask', question: 'Where is a token checked?' });
   await until(() => posted('finished').length === 1, 'the answer');
-  const [answered] = posted('finished') as { exchange: { answer: string; note: string } }[];
+  const [answered] = posted('finished') as { exchange: { answer: string; note: string; sources: { uri: string; label: string }[] } }[];
   const streamed = (posted('delta') as { text: string }[]).map((m) => m.text).join('');
   assert.ok(streamed.length > 0);
   assert.equal(streamed, answered.exchange.answer);
   assert.match(answered.exchange.note, /^\d+ tokens in /);
+  // A source link clicked on the page opens its file.
+  assert.ok(answered.exchange.sources.length > 0, 'the answer lists sources');
+  const [cited] = answered.exchange.sources;
+  recorded.shownDocuments = [];
+  page.receive({ type: 'openSource', uri: cited.uri, label: cited.label });
+  await until(() => recorded.shownDocuments.length === 1, 'the source to open');
+  assert.equal(recorded.shownDocuments[0].toString(), cited.uri);
 
   // The page sends stop as soon as the next answer starts to stream.
   const post = page.postMessage;
@@ -140,6 +149,31 @@ test('the chat panel streams an answer from the daemon and stops one', async () 
   assert.equal(stopped.exchange.note, 'Stopped.');
   assert.deepEqual(recorded.messages, [], 'a stopped answer is no error');
   chat.dispose();
+});
+
+test('Find in Project by Meaning lists the daemon\'s matches and opens the one picked', async () => {
+  const connection = client.connection!;
+  for (const deadline = Date.now() + 60_000; Date.now() < deadline;) {
+    if (!(await connection.sendRequest(SearchRequest, { query: 'reminder', limit: 1 })).indexing) {
+      break;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  recorded.quickPicks = [];
+  recorded.shownDocuments = [];
+  recorded.shownOptions = [];
+  recorded.inputBoxAnswer = () => 'reminder recurrence';
+  recorded.quickPickAnswer = (items) => (items as SearchItem[]).find((item) => item.description?.startsWith('tasktrack/scheduler.py:'));
+  await searchProject(connection, new Notifier(output), 'reminder');
+  const items = recorded.quickPicks[0].items as SearchItem[];
+  assert.ok(items.length > 0);
+  assert.doesNotMatch((recorded.quickPicks[0].options as { placeHolder: string }).placeHolder, /Indexing/);
+  const picked = items.find((item) => item.description?.startsWith('tasktrack/scheduler.py:'))!;
+  assert.ok(picked, JSON.stringify(items.map((item) => item.description)));
+  assert.deepEqual(recorded.shownDocuments.map(String), [Uri.file(path.join(workspace, 'tasktrack', 'scheduler.py')).toString()]);
+  const selection = recorded.shownOptions[0]!.selection!;
+  assert.deepEqual({ start: { ...selection.start }, end: { ...selection.end } }, picked.range);
+  assert.deepEqual(recorded.messages, []);
 });
 
 test('a crashed daemon is restarted, and the user is told once', async () => {

@@ -119,6 +119,8 @@ export interface FakeWebviewPanel {
     onDidReceiveMessage: (listener: Listener<unknown>) => Disposable;
     receive(message: unknown): void;
   };
+  /** Where VS Code put the panel; unknown until a test says. */
+  viewColumn: number | undefined;
   revealed: number;
   reveal(): void;
   onDidDispose: (listener: Listener<void>) => Disposable;
@@ -126,7 +128,7 @@ export interface FakeWebviewPanel {
 }
 
 export interface FakeEditor {
-  document: { uri: Uri; isClosed: boolean };
+  document: { uri: Uri; isClosed: boolean; getText?(range?: Range): string };
   selection: Selection;
 }
 
@@ -140,6 +142,11 @@ export const recorded = {
   quickPicks: [] as { items: unknown[]; options: unknown }[],
   quickPickAnswer: (items: unknown[]): unknown => items[0],
   shownDocuments: [] as Uri[],
+  /** The options each shown document was opened with, in the same order. */
+  shownOptions: [] as ({ selection?: Range; viewColumn?: ViewColumn } | undefined)[],
+  inputBoxes: [] as { title?: string; value?: string; prompt?: string }[],
+  /** What the next input box resolves to (what the "user" typed); undefined is Escape. */
+  inputBoxAnswer: (options: { value?: string }): string | undefined => options.value,
   panels: [] as FakeWebviewPanel[],
   commands: new Map<string, (...args: unknown[]) => unknown>(),
   executedCommands: [] as unknown[][],
@@ -205,6 +212,9 @@ export function resetMock(): void {
   recorded.quickPicks = [];
   recorded.quickPickAnswer = (items) => items[0];
   recorded.shownDocuments = [];
+  recorded.shownOptions = [];
+  recorded.inputBoxes = [];
+  recorded.inputBoxAnswer = (options) => options.value;
   recorded.panels = [];
   recorded.commands.clear();
   recorded.executedCommands = [];
@@ -277,8 +287,13 @@ export const window = {
     recorded.quickPicks.push({ items, options });
     return recorded.quickPickAnswer(items);
   },
-  async showTextDocument(uri: Uri): Promise<void> {
+  async showTextDocument(uri: Uri, options?: { selection?: Range; viewColumn?: ViewColumn }): Promise<void> {
     recorded.shownDocuments.push(uri);
+    recorded.shownOptions.push(options);
+  },
+  async showInputBox(options: { title?: string; value?: string; prompt?: string }): Promise<string | undefined> {
+    recorded.inputBoxes.push(options);
+    return recorded.inputBoxAnswer(options);
   },
   createWebviewPanel(_viewType: string, _title: string, _column: ViewColumn, options: unknown): FakeWebviewPanel {
     const received = new EventEmitter<unknown>();
@@ -297,6 +312,7 @@ export const window = {
         onDidReceiveMessage: received.event,
         receive: (sent) => received.fire(sent),
       },
+      viewColumn: undefined,
       revealed: 0,
       reveal: () => void panel.revealed++,
       onDidDispose: disposed.event,

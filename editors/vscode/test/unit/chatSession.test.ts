@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ResponseError } from 'vscode-languageserver-protocol/node';
 import { ChatSession } from '../../src/chatSession';
-import { FakeDaemon, stats, streaming, untilCancelled } from './fakeDaemon';
+import { citing, FakeDaemon, source, stats, streaming, untilCancelled } from './fakeDaemon';
 
 test('an answer streams its pieces, and only those of its own token', async () => {
   const daemon = new FakeDaemon(async (params, _token, emit) => {
@@ -16,7 +16,7 @@ test('an answer streams its pieces, and only those of its own token', async () =
   const where = { uri: 'file:///p/auth.py', position: { line: 3, character: 0 } };
   const exchange = await session.ask('Where is expiry checked?', where, (text) => pieces.push(text));
   assert.deepEqual(pieces, ['The expiry ', 'is checked in `verify`.']);
-  assert.deepEqual(exchange, { question: 'Where is expiry checked?', answer: 'The expiry is checked in `verify`.', outcome: { kind: 'answered', stats } });
+  assert.deepEqual(exchange, { question: 'Where is expiry checked?', answer: 'The expiry is checked in `verify`.', outcome: { kind: 'answered', stats }, sources: [] });
   assert.deepEqual(daemon.asked[0], { question: 'Where is expiry checked?', history: [], ...where, token: daemon.asked[0].token });
   assert.equal(typeof daemon.asked[0].token, 'string');
   assert.equal(daemon.listening, false, 'the delta handler is gone once the answer is in');
@@ -52,7 +52,7 @@ test('stop cancels the request; the text streamed so far stays', async () => {
   const answer = session.ask('Explain everything', {}, () => session.stop());
   assert.equal(session.busy, true);
   const exchange = await answer;
-  assert.deepEqual(exchange, { question: 'Explain everything', answer: 'Partial', outcome: { kind: 'stopped' } });
+  assert.deepEqual(exchange, { question: 'Explain everything', answer: 'Partial', outcome: { kind: 'stopped' }, sources: [] });
   assert.deepEqual(session.conversation, [exchange]);
 });
 
@@ -78,4 +78,33 @@ test('without a running daemon the question fails with a reason', async () => {
   const session = new ChatSession(() => undefined);
   const exchange = await session.ask('anyone?', {}, () => undefined);
   assert.deepEqual(exchange.outcome, { kind: 'failed', message: 'The CodeRAG daemon is not running.' });
+});
+
+test('an answer keeps its sources; the closing delta adds no text', async () => {
+  const sources = [source('tasktrack/auth.py', 96, 131, 'def verify_token'), source('tasktrack/config.py', 3, 3, 'SECRET')];
+  const daemon = new FakeDaemon(citing(sources, 'See ', 'tasktrack/auth.py:96-131.'));
+  const session = new ChatSession(() => daemon);
+  const pieces: string[] = [];
+  const exchange = await session.ask('Where?', {}, (text) => pieces.push(text));
+  assert.deepEqual(pieces, ['See ', 'tasktrack/auth.py:96-131.']);
+  assert.deepEqual(exchange.sources, sources);
+  assert.equal(session.source('file:///project/tasktrack/config.py', 'tasktrack/config.py:3'), sources[1]);
+  assert.equal(session.source('file:///project/tasktrack/config.py', 'tasktrack/auth.py:96-131'), undefined, 'uri and label must belong together');
+  assert.equal(session.source('file:///etc/passwd', 'passwd:1'), undefined);
+  session.clear();
+  assert.equal(session.source(sources[0].uri, sources[0].label), undefined, 'a new conversation forgets the old sources');
+});
+
+test('a stop after the closing delta keeps the sources it brought', async () => {
+  const sources = [source('tasktrack/auth.py', 1, 5, 'imports')];
+  const daemon = new FakeDaemon((params, token, emit) => new Promise((_resolve, reject) => {
+    emit({ token: params.token!, delta: 'All of it' });
+    emit({ token: 'other', delta: '', done: true, sources: [source('elsewhere.py', 1, 2, 'not ours')] });
+    emit({ token: params.token!, delta: '', done: true, sources });
+    token.onCancellationRequested(() => reject(new ResponseError(-32800, 'cancelled')));
+  }));
+  const session = new ChatSession(() => daemon);
+  const answer = session.ask('Explain', {}, () => undefined);
+  session.stop();
+  assert.deepEqual(await answer, { question: 'Explain', answer: 'All of it', outcome: { kind: 'stopped' }, sources });
 });

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { beforeEach, test } from 'node:test';
-import { EditorTracker, selectionAttachment } from '../../src/editorContext';
+import { EditorTracker, selectedQuery, selectionAttachment } from '../../src/editorContext';
 import { FakeEditor, focusEditor, Position, recorded, resetMock, Selection, Uri } from '../support/vscodeMock';
 
 beforeEach(resetMock);
@@ -33,4 +33,16 @@ test('the tracker keeps the last file editor when the chat panel takes the focus
   b.document.isClosed = true;
   assert.deepEqual(tracker.askContext(), {});
   tracker.dispose();
+});
+
+test('the selected text becomes a one-line search query', () => {
+  const selected = (text: string, from: [number, number], to: [number, number]) => {
+    const chosen = editor('file:///project/a.py', from, to);
+    chosen.document.getText = () => text;
+    return selectedQuery(chosen as never, 20);
+  };
+  assert.equal(selected('  verify_token(raw,\n     key)\n', [1, 0], [2, 9]), 'verify_token(raw, ke');
+  assert.equal(selected('x', [1, 0], [1, 0]), undefined, 'nothing selected');
+  assert.equal(selected(' \n\t', [1, 0], [2, 1]), undefined, 'only blanks');
+  assert.equal(selectedQuery(undefined), undefined);
 });

@@ -28,6 +28,7 @@ test('every command package.json names is registered, and no other', () => {
   const subscriptions = activateWithoutDaemon();
   assert.deepEqual([...recorded.commands.keys()].sort(), commandNames());
   assert.ok(manifest.contributes.menus['editor/context'].some((item) => item.command === 'coderag.ask' && item.when === 'editorHasSelection'));
+  assert.ok(manifest.contributes.menus['editor/context'].some((item) => item.command === 'coderag.searchProject'));
   subscriptions.forEach((subscription) => subscription.dispose());
 });
 
@@ -44,6 +45,10 @@ test('a missing daemon: one clear notification with the install command, and an 
   assert.equal(item.text, '$(error) CodeRAG');
   assert.match(String(item.tooltip), /was not found/);
 
+  // Searching without a daemon asks nothing and offers a restart.
+  await recorded.commands.get('coderag.searchProject')!();
+  assert.deepEqual(recorded.inputBoxes, []);
+  assert.deepEqual(recorded.messages.at(-1), { severity: 'warning', message: 'The CodeRAG daemon is not running.', actions: ['Restart Daemon'] });
   // Asking for the context again does not repeat the notification; a restart by hand may.
   await recorded.commands.get('coderag.showContext')!();
   assert.deepEqual(recorded.messages.at(-1), { severity: 'warning', message: 'The CodeRAG daemon is not running.', actions: ['Restart Daemon'] });

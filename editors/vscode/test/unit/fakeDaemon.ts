@@ -1,6 +1,6 @@
 // A daemon that answers coderag/chat as a test says, streaming through the handler the session registered.
 import { NotificationType, RequestType, ResponseError } from 'vscode-languageserver-protocol/node';
-import { CancellationLike, ChatDelta, ChatParams, ChatResult, DaemonConnection } from '../../src/protocol';
+import { CancellationLike, ChatDelta, ChatParams, ChatResult, DaemonConnection, Source } from '../../src/protocol';
 
 export const stats = {
   tokensInContext: 900, tokensReprocessed: 40, prefillMs: 100, timeToFirstTokenMs: 120, generationMs: 300, tokensGenerated: 9,
@@ -37,6 +37,23 @@ export function streaming(...pieces: string[]): Answer {
   return async (params, _token, emit) => {
     pieces.forEach((delta) => emit({ token: params.token!, delta }));
     return { answer: pieces.join(''), stats };
+  };
+}
+
+/** Sources as the daemon sends them, for a file under /project. */
+export function source(path: string, first: number, last: number, title: string): Source {
+  return {
+    uri: `file:///project/${path}`, path, label: first === last ? `${path}:${first}` : `${path}:${first}-${last}`, title,
+    range: { start: { line: first - 1, character: 0 }, end: { line: last - 1, character: 12 } }, score: 3.5,
+  };
+}
+
+/** Streams `pieces`, then the closing delta with `sources`, then answers with both, as the daemon does. */
+export function citing(sources: Source[], ...pieces: string[]): Answer {
+  return async (params, _token, emit) => {
+    pieces.forEach((delta) => emit({ token: params.token!, delta }));
+    emit({ token: params.token!, delta: '', done: true, sources });
+    return { answer: pieces.join(''), stats, sources };
   };
 }
 

@@ -7,7 +7,7 @@ import { AddressInfo } from 'node:net';
 import * as path from 'node:path';
 import { after, before, beforeEach, test } from 'node:test';
 import { Browser, chromium, Page } from 'playwright-core';
-import { FromPage, ToPage } from '../../src/chatMessages';
+import { FromPage, ShownSource, ToPage } from '../../src/chatMessages';
 import { chatPageHtml } from '../../src/chatPage';
 
 const EXTENSION_DIR = path.resolve(__dirname, '../../..');
@@ -73,7 +73,7 @@ test('streamed pieces render as Markdown with code blocks', async () => {
   assert.equal(await code.textContent(), 'claims = verify_token(raw)\n');
   assert.equal(await page.locator('.answer strong code').textContent(), 'verify_token');
   assert.equal(await page.locator('.question').textContent(), 'How do I check a token?');
-  await post({ type: 'finished', exchange: { question: 'How do I check a token?', answer: 'Call **`verify_token`**.', note: '9 tokens in 400 ms', failed: false } });
+  await post({ type: 'finished', exchange: { question: 'How do I check a token?', answer: 'Call **`verify_token`**.', note: '9 tokens in 400 ms', failed: false, sources: [] } });
   await page.locator('.note', { hasText: '9 tokens in 400 ms' }).waitFor();
   assert.equal(await page.locator('.answer').textContent(), 'Call verify_token.\n');
 });
@@ -88,7 +88,7 @@ test('the stop button shows while an answer runs and sends stop; Escape does too
   await waitForSent({ type: 'stop' });
   await page.keyboard.press('Escape');
   assert.equal((await sent()).filter((m) => m.type === 'stop').length, 2);
-  await post({ type: 'finished', exchange: { question: 'Explain everything', answer: 'Half', note: 'Stopped.', failed: false } });
+  await post({ type: 'finished', exchange: { question: 'Explain everything', answer: 'Half', note: 'Stopped.', failed: false, sources: [] } });
   await stop.waitFor({ state: 'hidden' });
   assert.equal(await page.locator('#send').isDisabled(), false);
 });
@@ -111,7 +111,7 @@ test('model output with HTML or script shows as text and runs nothing', async ()
   await post({ type: 'started', question: '<img src=x onerror="window.pwned = 5">' });
   await post({ type: 'delta', text: hostile });
   await page.locator('.answer p').first().waitFor();
-  await post({ type: 'finished', exchange: { question: '<img src=x onerror="window.pwned = 5">', answer: hostile, note: '<b>done</b>', failed: false } });
+  await post({ type: 'finished', exchange: { question: '<img src=x onerror="window.pwned = 5">', answer: hostile, note: '<b>done</b>', failed: false, sources: [] } });
   await page.locator('.note', { hasText: '<b>done</b>' }).waitFor();
   const answer = page.locator('.answer');
   assert.equal(await answer.locator('script, img, b, iframe').count(), 0, 'no element came from the model\'s tags');
@@ -126,7 +126,7 @@ test('model output with HTML or script shows as text and runs nothing', async ()
 
 test('a safe link stays a link', async () => {
   await post({ type: 'conversation', exchanges: [
-    { question: 'Docs?', answer: 'See [the docs](https://example.com/docs).', note: '', failed: false },
+    { question: 'Docs?', answer: 'See [the docs](https://example.com/docs).', note: '', failed: false, sources: [] },
   ] });
   const link = page.locator('.answer a');
   await link.waitFor();
@@ -136,8 +136,8 @@ test('a safe link stays a link', async () => {
 test('a restored conversation replaces what was shown; a failure is marked', async () => {
   await post({ type: 'started', question: 'old' });
   await post({ type: 'conversation', exchanges: [
-    { question: 'one', answer: '*first*', note: '3 tokens in 50 ms', failed: false },
-    { question: 'two', answer: '', note: 'The CodeRAG daemon is not running.', failed: true },
+    { question: 'one', answer: '*first*', note: '3 tokens in 50 ms', failed: false, sources: [] },
+    { question: 'two', answer: '', note: 'The CodeRAG daemon is not running.', failed: true, sources: [] },
   ] });
   await page.locator('.note.failed').waitFor();
   assert.deepEqual(await page.locator('.question').allTextContents(), ['one', 'two']);
@@ -156,4 +156,64 @@ test('the attached selection shows until it is sent or dropped', async () => {
   await attachment.waitFor({ state: 'hidden' });
   await page.locator('#new').click();
   await waitForSent({ type: 'newConversation' });
+});
+
+const auth: ShownSource = {
+  uri: 'file:///home/me/tasktrack/tasktrack/auth.py', path: 'tasktrack/auth.py', label: 'tasktrack/auth.py:96-131',
+  title: 'def verify_token', first: 96, last: 131,
+};
+const config: ShownSource = {
+  uri: 'file:///home/me/tasktrack/tasktrack/config.py', path: 'tasktrack/config.py', label: 'tasktrack/config.py:7',
+  title: 'SECRET_KEY', first: 7, last: 7,
+};
+
+test('an answer\'s sources are listed as links; a click asks the extension to open that one', async () => {
+  await post({ type: 'started', question: 'Where is the expiry checked?' });
+  await post({ type: 'delta', text: 'In verify_token.' });
+  assert.equal(await page.locator('.sources').isVisible(), false, 'no sources while streaming');
+  await post({ type: 'finished', exchange: { question: 'Where is the expiry checked?', answer: 'In verify_token.', note: '', failed: false,
+    sources: [auth, config] } });
+  const links = page.locator('.sources li .source-link');
+  await links.first().waitFor();
+  assert.equal(await page.locator('.sources-heading').textContent(), 'Sources');
+  assert.deepEqual(await page.locator('.sources li').allTextContents(), ['tasktrack/auth.py:96-131 def verify_token', 'tasktrack/config.py:7 SECRET_KEY']);
+  await links.nth(1).click();
+  await waitForSent({ type: 'openSource', uri: config.uri, label: config.label });
+  await links.nth(0).focus();
+  await page.keyboard.press('Enter');
+  await waitForSent({ type: 'openSource', uri: auth.uri, label: auth.label });
+  assert.equal((await sent()).filter((m) => m.type === 'openSource').length, 2);
+});
+
+test('citations of a source in the answer become links to it; others stay text', async () => {
+  const answer = 'Checked in tasktrack/auth.py:96-131 (see `tasktrack/auth.py:100` too), keyed by tasktrack/config.py:7.\n\n' +
+    'Not a source: tasktrack/models.py:3, tasktrack/auth.py:200, xtasktrack/auth.py:96-131, tasktrack/config.py:70.\n\n' +
+    '```\ntasktrack/auth.py:96-131\n```\n';
+  await post({ type: 'conversation', exchanges: [{ question: 'q', answer, note: '', failed: false, sources: [auth, config] }] });
+  const cited = page.locator('.answer .source-link');
+  await cited.first().waitFor();
+  assert.deepEqual(await cited.allTextContents(), ['tasktrack/auth.py:96-131', 'tasktrack/auth.py:100', 'tasktrack/config.py:7']);
+  assert.equal(await page.locator('.answer code .source-link').count(), 1, 'inside inline code too');
+  assert.equal(await page.locator('.answer pre .source-link').count(), 0, 'not in code blocks');
+  assert.equal((await page.locator('.answer p').first().textContent()),
+    'Checked in tasktrack/auth.py:96-131 (see tasktrack/auth.py:100 too), keyed by tasktrack/config.py:7.', 'the text reads as before');
+  await cited.nth(1).click();
+  await waitForSent({ type: 'openSource', uri: auth.uri, label: auth.label });
+});
+
+test('a source\'s title, label and path show as text and run nothing', async () => {
+  const hostile: ShownSource = {
+    uri: 'file:///p/x.py', path: '<img src=x onerror="window.pwned = 1">', label: '<img src=x onerror="window.pwned = 1">:1',
+    title: '<img src=x onerror="window.pwned = 3"><script>window.pwned = 4</script>', first: 1, last: 1,
+  };
+  const answer = 'See <img src=x onerror="window.pwned = 1">:1 and [x](javascript:window.pwned=5).';
+  await post({ type: 'conversation', exchanges: [{ question: 'q', answer, note: '', failed: false, sources: [hostile] }] });
+  await page.locator('.sources .source-link').waitFor();
+  assert.equal(await page.locator('img, script:not([nonce])').count(), 0, 'no element came from the source or the answer');
+  assert.equal(await page.locator('.sources .source-link').textContent(), hostile.label);
+  assert.equal(await page.locator('.sources .source-title').textContent(), hostile.title);
+  assert.equal(await page.locator('.answer .source-link').textContent(), hostile.label, 'the citation is a link, as text');
+  await page.locator('.sources .source-link').click();
+  await waitForSent({ type: 'openSource', uri: hostile.uri, label: hostile.label });
+  assert.equal(await page.evaluate(() => (window as unknown as { pwned?: number }).pwned), undefined);
 });

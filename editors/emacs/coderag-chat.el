@@ -7,11 +7,15 @@
 ;; `coderag-ask' sends a question about the project to the daemon and
 ;; streams the answer into the *coderag-chat* buffer.  The buffer keeps
 ;; the conversation, which goes with each question as its history.
+;; After an answer come its sources, the chunks of code the daemon
+;; found in its workspace index and gave the model: a list of
+;; buttons, and the answer's `path:N' mentions of them, visit them.
 
 ;;; Code:
 
 (require 'cl-lib)
 (require 'coderag-sync)
+(require 'coderag-search)
 
 (defcustom coderag-chat-timeout 300
   "Seconds an answer may take before it is abandoned."
@@ -36,7 +40,10 @@
   "The project root the conversation is about.")
 
 (defvar-local coderag-chat--pending nil
-  "The answer being written: plist (:conn :id :token :question :start).")
+  "The answer being written: plist (:conn :id :token :question :start :sources).")
+
+(defvar-local coderag-chat--sources nil
+  "The sources of the last answer: plists (:uri :path :range :label :title).")
 
 (defvar coderag-chat--count 0
   "Number of questions asked, for unique stream tokens.")
@@ -49,6 +56,7 @@
     (define-key map (kbd "C-c C-k") #'coderag-chat-stop)
     (define-key map (kbd "C-c C-c") #'coderag-ask)
     (define-key map (kbd "C-c C-n") #'coderag-chat-new)
+    (define-key map (kbd "C-c C-o") #'coderag-visit-source)
     map)
   "Keys of the chat buffer.")
 
@@ -133,7 +141,7 @@ sent along; \\[coderag-chat-new] there starts a new one."
       (let* ((token (format "coderag-chat-%d" (cl-incf coderag-chat--count)))
              (history (vconcat coderag-chat--history))
              (pending (list :conn conn :id nil :token token :question text
-                            :start (copy-marker (point-max)))))
+                            :start (copy-marker (point-max)) :sources nil)))
         (setq coderag-chat--pending pending)
         (coderag--when-ready
          conn
@@ -162,13 +170,138 @@ sent along; \\[coderag-chat-new] there starts a new one."
 
 (cl-defmethod coderag--handle-notification
   (_conn (_method (eql coderag/chatDelta)) params)
-  "Append the piece of answer in PARAMS to the chat buffer."
+  "Append the piece of answer in PARAMS to the chat buffer.
+The last piece, marked done, carries the answer's sources."
   (let ((buffer (get-buffer coderag-chat-buffer-name)))
     (when buffer
       (with-current-buffer buffer
         (when (equal (plist-get params :token)
                      (plist-get coderag-chat--pending :token))
-          (coderag-chat--insert (plist-get params :delta)))))))
+          (coderag-chat--insert (or (plist-get params :delta) ""))
+          (when (eq (plist-get params :done) t)
+            (plist-put coderag-chat--pending :sources
+                       (plist-get params :sources))))))))
+
+;;; Sources
+
+(define-button-type 'coderag-source
+  'action #'coderag-chat--push-source
+  'follow-link t
+  'help-echo "mouse-2, RET: visit this source")
+
+(defun coderag-chat--file-sources (sources)
+  "The SOURCES (a vector or list of plists) that are in local files."
+  (cl-remove-if-not (lambda (source)
+                      (and (consp source)
+                           (coderag--uri-file (plist-get source :uri))
+                           (stringp (plist-get source :label))))
+                    (append sources nil)))
+
+(defun coderag-chat--source-path (source)
+  "The path of SOURCE, as its label writes it."
+  (or (plist-get source :path)
+      (replace-regexp-in-string ":[0-9]+\\(?:-[0-9]+\\)?\\'" ""
+                                (plist-get source :label))))
+
+(defun coderag-chat--source-lines (source)
+  "The first and last lines of SOURCE, one-based: (FIRST . LAST)."
+  (let ((range (plist-get source :range))
+        (label (plist-get source :label)))
+    (if range
+        (cons (1+ (plist-get (plist-get range :start) :line))
+              (1+ (plist-get (plist-get range :end) :line)))
+      (if (string-match ":\\([0-9]+\\)\\(?:-\\([0-9]+\\)\\)?\\'" label)
+          (let ((first (string-to-number (match-string 1 label))))
+            (cons first (if (match-beginning 2)
+                            (string-to-number (match-string 2 label))
+                          first)))
+        (cons 1 1)))))
+
+(defun coderag-chat--linkify (start end sources)
+  "Make the mentions of SOURCES between START and END buttons.
+A mention is PATH:N or PATH:N-M, where PATH is the path of a source
+and line N is one of its lines; its button visits line N."
+  (let ((inhibit-read-only t))
+    (save-excursion
+      (dolist (source sources)
+        (let ((lines (coderag-chat--source-lines source))
+              (regexp (concat (regexp-quote (coderag-chat--source-path source))
+                              ":\\([0-9]+\\)\\(?:-[0-9]+\\)?")))
+          (goto-char start)
+          (while (re-search-forward regexp end t)
+            (let ((line (string-to-number (match-string 1))))
+              (when (and (<= (car lines) line (cdr lines))
+                         (not (button-at (match-beginning 0)))
+                         ;; Not the end of a longer path or word.
+                         (let ((before (char-before (match-beginning 0))))
+                           (not (and before
+                                     (string-match-p "[[:alnum:]_./\\-]"
+                                                     (string before))))))
+                (make-text-button (match-beginning 0) (match-end 0)
+                                  'type 'coderag-source
+                                  'coderag-source source
+                                  'coderag-line line
+                                  'font-lock-face 'button)))))))))
+
+(defun coderag-chat--insert-sources (sources)
+  "Append the list of SOURCES, as buttons, to the chat buffer."
+  (coderag-chat--insert "\nSources:\n" 'coderag-chat-heading)
+  (dolist (source sources)
+    (coderag-chat--insert "- ")
+    (let ((start (point-max))
+          (inhibit-read-only t))
+      (coderag-chat--insert (concat (plist-get source :label)
+                                    (let ((title (plist-get source :title)))
+                                      (if (and (stringp title)
+                                               (not (string-empty-p title)))
+                                          (concat " — " title)
+                                        ""))))
+      (make-text-button start (point-max)
+                        'type 'coderag-source
+                        'coderag-source source
+                        'font-lock-face 'button))
+    (coderag-chat--insert "\n")))
+
+(defun coderag-chat--source-location (source &optional line)
+  "The xref location of SOURCE, or of its LINE (one-based) if non-nil."
+  (coderag--xref-location
+   (plist-get source :uri)
+   (if line
+       (list :line (1- line) :character 0)
+     (plist-get (plist-get source :range) :start))))
+
+(defun coderag-chat--visit-source (source &optional line)
+  "Visit SOURCE, at its LINE (one-based) if non-nil, in another window."
+  (coderag--visit (or (coderag-chat--source-location source line)
+                      (user-error "Not a local file: %s" (plist-get source :uri)))
+                  t))
+
+(defun coderag-chat--push-source (button)
+  "Visit the source of BUTTON."
+  (coderag-chat--visit-source (button-get button 'coderag-source)
+                              (button-get button 'coderag-line)))
+
+(defun coderag-visit-source ()
+  "Visit a source of the last answer.
+On a source's button in the chat buffer, visit that one; otherwise
+choose one of the last answer's sources."
+  (interactive)
+  (let ((button (button-at (point))))
+    (if (and button (button-get button 'coderag-source))
+        (coderag-chat--push-source button)
+      (let* ((sources (with-current-buffer (coderag-chat--existing-buffer)
+                        coderag-chat--sources))
+             (choices (mapcar (lambda (source)
+                                (cons (concat (plist-get source :label)
+                                              " — " (plist-get source :title))
+                                      source))
+                              sources)))
+        (unless choices
+          (user-error "The last answer has no sources"))
+        (coderag-chat--visit-source
+         (cdr (assoc (completing-read "Visit source: " choices nil t nil nil
+                                      (caar choices))
+                     choices)))))))
 
 (defun coderag-chat--finish (buffer pending result problem)
   "End the answer PENDING in BUFFER with RESULT, or with PROBLEM."
@@ -179,11 +312,16 @@ sent along; \\[coderag-chat-new] there starts a new one."
         (let* ((start (plist-get pending :start))
                (answer (or (plist-get result :answer)
                            (buffer-substring-no-properties start (point-max))))
-               (stats (plist-get result :stats)))
+               (stats (plist-get result :stats))
+               (sources (coderag-chat--file-sources
+                         (or (plist-get result :sources)
+                             (plist-get pending :sources)))))
           (unless (equal answer (buffer-substring-no-properties start (point-max)))
             (let ((inhibit-read-only t))
               (delete-region start (point-max)))
             (coderag-chat--insert answer))
+          (coderag-chat--linkify start (point-max) sources)
+          (setq coderag-chat--sources sources)
           (unless (string-empty-p answer)
             (setq coderag-chat--history
                   (append coderag-chat--history
@@ -199,7 +337,9 @@ sent along; \\[coderag-chat-new] there starts a new one."
                            (or (plist-get stats :generationMs) 0))
                         1000.0)
                      (plist-get stats :stopReason)))
-           'coderag-chat-note))))))
+           'coderag-chat-note)
+          (when sources
+            (coderag-chat--insert-sources sources)))))))
 
 (defun coderag-chat--cancel ()
   "Tell the daemon to stop writing the pending answer, if any."

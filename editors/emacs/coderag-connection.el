@@ -71,6 +71,8 @@ reloads it."
                                :maxChatTokens)
                         (const :tag "Completion time budget (ms)"
                                :completionTimeBudgetMs)
+                        (const :tag "Retrieved code in a chat request (tokens)"
+                               :retrievalTokens)
                         (const :tag "Extra ignore globs (strings)"
                                :ignoreGlobs)
                         (const :tag "Largest file (KiB)" :maxFileKiB))
@@ -168,6 +170,12 @@ ID and METHOD are those of the message."
   "The file: URI of FILE."
   (concat "file://" (url-hexify-string (expand-file-name file)
                                        url-path-allowed-chars)))
+
+(defun coderag--uri-file (uri)
+  "The local file name of URI, a file: URI; nil for any other URI."
+  (when (and (stringp uri)
+             (string-match "\\`file://\\(?:localhost\\)?\\(/[^?#]*\\)\\'" uri))
+    (decode-coding-string (url-unhex-string (match-string 1 uri)) 'utf-8)))
 
 (defun coderag--initialize-params (root)
   "Parameters of `initialize' for a daemon serving ROOT."

@@ -19,7 +19,10 @@
 ;; edit, a suggestion appears as ghost text: TAB accepts it, M-f and
 ;; M-e accept a word or a line, C-g or moving away dismisses it.
 ;; `coderag-ask' asks a question about the project and streams the
-;; answer into *coderag-chat*.  The mode line shows the daemon's
+;; answer into *coderag-chat*, followed by its sources, links to the
+;; code the daemon found for it in the project.
+;; `coderag-find-by-meaning' lists the code of the project that best
+;; matches a query, with xref.  The mode line shows the daemon's
 ;; state, the tokens it holds and the latency of its last answer;
 ;; `coderag-show-context' lists the files of its context.
 
@@ -28,6 +31,7 @@
 (require 'coderag-connection)
 (require 'coderag-sync)
 (require 'coderag-completion)
+(require 'coderag-search)
 (require 'coderag-chat)
 (require 'coderag-status)
 
@@ -40,6 +44,8 @@
   (let ((map (make-sparse-keymap)))
     (define-key map (kbd "c") #'coderag-complete)
     (define-key map (kbd "a") #'coderag-ask)
+    (define-key map (kbd "f") #'coderag-find-by-meaning)
+    (define-key map (kbd "o") #'coderag-visit-source)
     (define-key map (kbd "s") #'coderag-show-context)
     (define-key map (kbd "r") #'coderag-restart)
     (define-key map (kbd "k") #'coderag-clear-cache)

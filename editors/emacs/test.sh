@@ -16,7 +16,7 @@ if ! command -v emacs >/dev/null; then
 fi
 
 sources=(coderag-connection.el coderag-sync.el coderag-completion.el
-         coderag-chat.el coderag-status.el coderag.el)
+         coderag-search.el coderag-chat.el coderag-status.el coderag.el)
 # Compiled outside the source tree, so that no stale .elc is ever loaded.
 build=$(mktemp -d)
 trap 'rm -rf "$build"' EXIT

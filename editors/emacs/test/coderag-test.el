@@ -63,10 +63,41 @@ print(tiny_model_path('dense'))"))
         (error "Cannot make the tiny model: %s" (buffer-string))))
     (string-trim (buffer-string))))
 
+(defun coderag-test--module (name)
+  "A small module whose line 13 defines the function NAME."
+  (concat "\"\"\"Bookkeeping helpers.\"\"\"\n"
+          "\n"
+          "import decimal\n"
+          "import logging\n"
+          "\n"
+          "log = logging.getLogger(__name__)\n"
+          "\n"
+          "PRECISION = decimal.Decimal(\"0.01\")\n"
+          "TOLERANCE = decimal.Decimal(\"0.05\")\n"
+          "MAX_ENTRIES = 1000\n"
+          "\n"
+          "\n"
+          "def " name "(entries, opening_balance):\n"
+          "    \"\"\"Sum the entries and check them against the balance.\"\"\"\n"
+          "    balance = decimal.Decimal(opening_balance)\n"
+          "    for entry in entries[:MAX_ENTRIES]:\n"
+          "        balance += decimal.Decimal(entry).quantize(PRECISION)\n"
+          "    if abs(balance) < TOLERANCE:\n"
+          "        log.info(\"balanced\")\n"
+          "    return balance\n"))
+
+(defconst coderag-test--modules
+  '(("tasktrack/wombat.py" . "compute_wombat_checksum")
+    ("tasktrack/quokka.py" . "reconcile_quokka_ledger"))
+  "Files added to the sample project, each with a distinctive function.
+Its definition is on line 13.  No test opens them in `coderag-mode',
+so they never enter the daemon's context: the chat retrieves them.")
+
 (defun coderag-test--make-workspace ()
   "Copy the sample project, each Python file cut to 30 lines.
 The tiny model's byte-level vocabulary makes whole files thousands
-of tokens long, more than a fast test wants."
+of tokens long, more than a fast test wants.  Add
+`coderag-test--modules'."
   (let ((root (expand-file-name "tasktrack" (make-temp-file "coderag-test" t))))
     (copy-directory (expand-file-name "fixtures/sample_project" coderag-test--repo)
                     root nil t t)
@@ -77,6 +108,9 @@ of tokens long, more than a fast test wants."
         (goto-char (point-min))
         (forward-line 30)
         (delete-region (point) (point-max))))
+    (pcase-dolist (`(,file . ,name) coderag-test--modules)
+      (with-temp-file (expand-file-name file root)
+        (insert (coderag-test--module name))))
     (call-process "git" nil nil nil "init" "-q" root)
     (add-hook 'kill-emacs-hook (lambda ()
                                  (delete-directory (file-name-directory root) t)))
@@ -219,6 +253,15 @@ Return the suggestion."
                                   '(:nCtx 8192 :ignoreGlobs ("*.min.js" "dist/**"))))
                  "{\"nCtx\":8192,\"ignoreGlobs\":[\"*.min.js\",\"dist/**\"]}"))
   (should (equal (json-serialize (coderag--settings-json nil)) "{}")))
+
+(ert-deftest coderag-file-uris-round-trip ()
+  (let ((file "/tmp/a dir/é 😀 #1?.py"))
+    (should (equal (coderag--uri-file (coderag--uri file)) file)))
+  (should (equal (coderag--uri-file "file:///home/me/x%20y.py") "/home/me/x y.py"))
+  (should-not (coderag--uri-file "https://example.com/x.py"))
+  (should-not (coderag--uri-file "untitled:Untitled-1"))
+  (should-not (coderag--uri-file "file://otherhost/x.py"))
+  (should-not (coderag--uri-file nil)))
 
 ;;; Document sync
 
@@ -521,6 +564,270 @@ Return the request's id and stream token."
         (should (equal text (with-current-buffer coderag-chat-buffer-name
                               (buffer-string))))))))
 
+;;; Chat sources
+
+(defun coderag-test--buttons (buffer)
+  "The buttons of BUFFER: (TEXT LINE SOURCE) for each, in order."
+  (with-current-buffer buffer
+    (save-excursion
+      (goto-char (point-min))
+      (let (buttons button)
+        (while (setq button (next-button (point)))
+          (goto-char (button-end button))
+          (push (list (buffer-substring-no-properties (button-start button)
+                                                      (button-end button))
+                      (button-get button 'coderag-line)
+                      (button-get button 'coderag-source))
+                buttons))
+        (nreverse buttons)))))
+
+(ert-deftest coderag-chat-linkify-takes-labels-literally ()
+  (let* ((path "a+b/[x] (y)*.py")
+         (source (list :uri "file:///tmp/a%2Bb/x.py" :path path
+                       :range '(:start (:line 2 :character 0) :end (:line 4 :character 3))
+                       :label (concat path ":3-5") :title "def f"))
+         ;; Its label, without a path, gives the path.
+         (other (list :uri "file:///tmp/c.py" :label "c.py:1-2"
+                      :range '(:start (:line 0 :character 0) :end (:line 1 :character 0)))))
+    (with-temp-buffer
+      (insert "See a+b/[x] (y)*.py:3-5, then `a+b/[x] (y)*.py:4`.\n"
+              ;; Matches of the label taken as a regexp, a line outside the
+              ;; source, a longer path, a word going on: no links.
+              "Not aab/x yyZpy:4, a+b/[x] (y)*.py:9, lib/a+b/[x] (y)*.py:4, "
+              "xc.py:1, but c.py:2.\n")
+      (setq buffer-read-only t)
+      (coderag-chat--linkify (point-min) (point-max) (list source other))
+      (should (equal (coderag-test--buttons (current-buffer))
+                     `(("a+b/[x] (y)*.py:3-5" 3 ,source)
+                       ("a+b/[x] (y)*.py:4" 4 ,source)
+                       ("c.py:2" 2 ,other)))))))
+
+(ert-deftest coderag-chat-sources-are-listed-and-visited ()
+  (let* ((root (make-temp-file "coderag-sources" t))
+         (file (expand-file-name "pkg/mod.py" root))
+         (source (list :uri (coderag--uri file) :path "pkg/mod.py"
+                       :range '(:start (:line 3 :character 0) :end (:line 5 :character 9))
+                       :label "pkg/mod.py:4-6" :title "def f" :score 3.5))
+         (remote (list :uri "https://example.com/pkg/mod.py" :path "pkg/mod.py"
+                       :range '(:start (:line 0 :character 0) :end (:line 9 :character 0))
+                       :label "pkg/mod.py:1-10" :title "elsewhere" :score 1.0))
+         (answer "It is f, in pkg/mod.py:5.")
+         (visited nil))
+    (make-directory (file-name-directory file) t)
+    (with-temp-file file
+      (dotimes (i 8) (insert (format "line %d\n" (1+ i)))))
+    (when (get-buffer coderag-chat-buffer-name)
+      (kill-buffer coderag-chat-buffer-name))
+    (unwind-protect
+        (let ((chat (coderag-chat--buffer root))
+              pending)
+          (with-current-buffer chat
+            (coderag-chat--insert "## Answer\n\n")
+            (setq pending (list :conn nil :id nil :token "t" :question "Where?"
+                                :start (copy-marker (point-max)) :sources nil)
+                  coderag-chat--pending pending))
+          ;; Streamed: the last piece carries the sources, the result here not.
+          (coderag--handle-notification nil 'coderag/chatDelta
+                                        (list :token "t" :delta answer))
+          (coderag--handle-notification nil 'coderag/chatDelta
+                                        (list :token "t" :delta "" :done t
+                                              :sources (vector source remote)))
+          (coderag-chat--finish chat pending
+                                (list :answer answer
+                                      :stats '(:tokensGenerated 7 :stopReason "eog"))
+                                nil)
+          (with-current-buffer chat
+            (should (string-suffix-p (concat answer "\n\n[7 tokens, 0.0 s, eog]\n"
+                                             "\nSources:\n- pkg/mod.py:4-6 — def f\n")
+                                     (buffer-string)))
+            (should (equal coderag-chat--sources (list source))))
+          (should (equal (mapcar (lambda (button) (butlast button))
+                                 (coderag-test--buttons chat))
+                         '(("pkg/mod.py:5" 5) ("pkg/mod.py:4-6 — def f" nil))))
+          ;; RET on either button visits its line; M-, comes back.
+          (pcase-dolist (`(,text ,line) '(("pkg/mod.py:5" 5) ("pkg/mod.py:4-6" 4)))
+            (switch-to-buffer chat)
+            (goto-char (point-min))
+            (search-forward text)
+            (goto-char (match-beginning 0))
+            (let ((from (point)))
+              (should (eq (key-binding (kbd "RET")) #'push-button))
+              (coderag-test--command #'push-button)
+              (setq visited (current-buffer))
+              (should (equal buffer-file-name file))
+              (should (equal (window-buffer (selected-window)) visited))
+              (should (= (line-number-at-pos) line))
+              (should (looking-at (format "line %d$" line)))
+              (coderag-test--command (key-binding (kbd "M-,")))
+              (should (eq (current-buffer) chat))
+              (should (= (point) from))))
+          ;; From anywhere, the last answer's sources can be chosen.
+          (with-temp-buffer
+            (cl-letf (((symbol-function 'completing-read)
+                       (lambda (_prompt choices &rest _)
+                         (should (equal (mapcar #'car choices)
+                                        '("pkg/mod.py:4-6 — def f")))
+                         (caar choices))))
+              (coderag-visit-source))
+            (should (equal buffer-file-name file))
+            (should (= (line-number-at-pos) 4))))
+      (when visited (kill-buffer visited))
+      (kill-buffer coderag-chat-buffer-name)
+      (delete-directory root t))))
+
+(defun coderag-test--index-ready ()
+  "Wait until the daemon of the current buffer has built its index."
+  (coderag-test--wait
+   "the workspace index"
+   (lambda ()
+     (not (eq (plist-get (coderag-test--request 'coderag/search '(:query "index"))
+                         :indexing)
+              t)))))
+
+(ert-deftest coderag-chat-lists-the-sources-of-the-answer ()
+  (coderag-test--with-file "tasktrack/api.py"
+    (coderag-test--index-ready)
+    ;; The answer's length is not limited here: a setting the daemon was
+    ;; sent stays when the variable is set back to nil, which would cut
+    ;; the answers that later tests stop.
+    (pcase-let* ((`(,id ,token)
+                  (coderag-test--ask "What does reconcile_quokka_ledger do?"))
+                 (reply (coderag-test--wait "the answer"
+                                            (lambda () (coderag-test--reply-to id))))
+                 (sources (plist-get (plist-get reply :result) :sources))
+                 (file (expand-file-name "tasktrack/quokka.py"
+                                         coderag-test--workspace))
+                 (chat (get-buffer coderag-chat-buffer-name)))
+      (coderag-test--wait "the end of the answer"
+                          (lambda () (not (coderag-test--chat 'coderag-chat--pending))))
+      (should (cl-find "tasktrack/quokka.py" sources
+                       :key (lambda (source) (plist-get source :path))
+                       :test #'equal))
+      ;; The last streamed piece carries the same sources.
+      (should (equal (plist-get
+                      (plist-get
+                       (car (last (coderag-test--received
+                                   (lambda (message)
+                                     (and (equal (plist-get message :method)
+                                                 "coderag/chatDelta")
+                                          (equal (plist-get (plist-get message :params)
+                                                            :token)
+                                                 token))))))
+                       :params)
+                      :sources)
+                     sources))
+      (with-current-buffer chat
+        (should (string-match
+                 (concat "]\n\nSources:\n"
+                         (mapconcat (lambda (source)
+                                      (concat "- " (regexp-quote (plist-get source :label))
+                                              " — .*\n"))
+                                    sources "")
+                         "\\'")
+                 (buffer-string)))
+        (switch-to-buffer chat)
+        (goto-char (point-min))
+        (search-forward "\nSources:\n")
+        (search-forward "tasktrack/quokka.py:13-")
+        (let ((from (point)))
+          (coderag-test--command #'push-button)
+          (should (equal buffer-file-name file))
+          (should (= (line-number-at-pos) 13))
+          (should (looking-at "def reconcile_quokka_ledger("))
+          (should-not coderag-mode)
+          (kill-buffer)
+          (coderag-test--command (key-binding (kbd "M-,")))
+          (should (eq (current-buffer) chat))
+          (should (= (point) from)))))))
+
+;;; Find by meaning
+
+(ert-deftest coderag-search-notices ()
+  (should-not (coderag--search-notice '(:indexing :json-false :files 3) 2))
+  (should (string-match-p "nothing found\\'"
+                          (coderag--search-notice '(:indexing :json-false :files 3) 0)))
+  (should (string-match-p "still being built (3 files so far)"
+                          (coderag--search-notice '(:indexing t :files 3) 2)))
+  (should (string-match-p "nothing found yet"
+                          (coderag--search-notice '(:indexing t :files 3) 0))))
+
+(ert-deftest coderag-find-by-meaning-defaults-and-keys ()
+  (with-temp-buffer
+    (insert "x = verify_token(claims)")
+    (goto-char 8)
+    (should (equal (coderag--default-query) "verify_token"))
+    (transient-mark-mode 1)
+    (set-mark 1)
+    (goto-char 5)
+    (should (equal (coderag--default-query) "x ="))
+    (deactivate-mark)
+    (goto-char (point-max))
+    (insert " ")
+    (should-not (coderag--default-query)))
+  (should (eq (lookup-key coderag-command-map "f") #'coderag-find-by-meaning))
+  (should (eq (lookup-key coderag-command-map "o") #'coderag-visit-source))
+  (should (eq (lookup-key coderag-chat-mode-map (kbd "C-c C-o")) #'coderag-visit-source)))
+
+(ert-deftest coderag-find-by-meaning-lists-the-definition-with-xref ()
+  (coderag-test--with-file "tasktrack/api.py"
+    (coderag-test--index-ready)
+    (when (get-buffer xref-buffer-name)
+      (kill-buffer xref-buffer-name))
+    (goto-char (point-min))
+    (forward-line 5)
+    (let ((origin (point))
+          (code (current-buffer))
+          (file (expand-file-name "tasktrack/wombat.py" coderag-test--workspace)))
+      (coderag-find-by-meaning "wombat checksum")
+      ;; Asynchronous: the command returns at once.
+      (should-not (get-buffer xref-buffer-name))
+      (should (equal (car (last (coderag-test--sent "coderag/search")))
+                     '(:query "wombat checksum" :limit 20)))
+      (let ((list (coderag-test--wait "the xref list"
+                                      (lambda () (get-buffer xref-buffer-name)))))
+        (with-current-buffer list
+          (should (string-match-p
+                   "^tasktrack/wombat.py\n *13: def compute_wombat_checksum — def compute_wombat_checksum(entries, opening_balance):$"
+                   (buffer-substring-no-properties (point-min) (point-max))))))
+      (with-current-buffer code
+        (next-error))
+      (let ((visited (window-buffer (selected-window))))
+        (unwind-protect
+            (with-current-buffer visited
+              (should (equal buffer-file-name file))
+              (goto-char (window-point (selected-window)))
+              (should (= (line-number-at-pos) 13))
+              (should (looking-at "def compute_wombat_checksum(")))
+          (select-window (get-buffer-window visited))
+          (coderag-test--command (key-binding (kbd "M-,")))
+          (should (eq (current-buffer) code))
+          (should (= (point) origin))
+          (kill-buffer visited)
+          (kill-buffer xref-buffer-name))))))
+
+(ert-deftest coderag-find-by-meaning-reports-problems ()
+  (coderag-test--with-file "tasktrack/api.py"
+    (should-error (coderag-find-by-meaning "  ") :type 'user-error)
+    (let ((done nil))
+      ;; The daemon refuses an empty query: the failure says why.
+      (coderag--search coderag--conn ""
+                       :success (lambda (_) (setq done '(success)))
+                       :failure (lambda (problem) (setq done (list 'failure problem))))
+      (coderag-test--wait "the refusal" (lambda () done))
+      (should (eq (car done) 'failure))
+      (should (string-match-p "empty" (cadr done))))
+    ;; Nothing matches: a message, no list.
+    (coderag-test--index-ready)
+    (let ((before (length (coderag-test--messages-matching "\\`coderag: nothing found\\'"))))
+      (when (get-buffer xref-buffer-name)
+        (kill-buffer xref-buffer-name))
+      (coderag-find-by-meaning "zzyzxqj")
+      (coderag-test--wait "the message"
+                          (lambda () (> (length (coderag-test--messages-matching
+                                                 "\\`coderag: nothing found\\'"))
+                                        before)))
+      (should-not (get-buffer xref-buffer-name)))))
+
 ;;; Status, context and cache
 
 (ert-deftest coderag-status-context-and-cache ()
@@ -664,7 +971,9 @@ Return the request's id and stream token."
    `(progn (setq package-user-dir ,packages)
            (package-initialize)
            (let ((autoloaded (list (autoloadp (symbol-function 'coderag-mode))
-                                   (autoloadp (symbol-function 'coderag-ask)))))
+                                   (autoloadp (symbol-function 'coderag-ask))
+                                   (autoloadp (symbol-function
+                                               'coderag-find-by-meaning)))))
              (require 'coderag)
              (princ (format "%S" (append autoloaded
                                          (list (commandp 'coderag-show-context)
@@ -673,7 +982,7 @@ Return the request's id and stream token."
 (ert-deftest coderag-installs-with-package-install-file ()
   (let ((packages (make-temp-file "coderag-packages" t)))
     (unwind-protect
-        (should (string-suffix-p "(t t t t)"
+        (should (string-suffix-p "(t t t t t)"
                                  (coderag-test--install-and-check packages)))
       (delete-directory packages t))))
 

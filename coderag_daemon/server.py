@@ -255,6 +255,14 @@ def _param(params: Any, name: str, kind: type | tuple[type, ...], *, required: b
     return value
 
 
+def _text(params: Any, name: str) -> str:
+    """A required string parameter with something in it."""
+    value = _param(params, name, str)
+    if not value.strip():
+        raise JsonRpcInvalidParams(f"the {name} is empty")
+    return value
+
+
 def _position(value: Any, name: str) -> tuple[int, int]:
     if not (isinstance(value, dict) and all(isinstance(value.get(k), int) and value[k] >= 0 for k in ("line", "character"))):
         raise JsonRpcInvalidParams(f"parameter {name!r} must be {{line, character}} with non-negative numbers")
@@ -382,9 +390,7 @@ def build_server(options: Options) -> CoderagServer:
     @server.feature(protocol.CHAT)
     async def chat(ls: CoderagServer, params: Any) -> dict[str, Any]:
         params = plain(params)
-        question = _param(params, "question", str)
-        if not question.strip():
-            raise JsonRpcInvalidParams("the question is empty")
+        question = _text(params, "question")
         history = _param(params, "history", list, required=False) or []
         if not all(isinstance(m, dict) and m.get("role") in ("user", "assistant") and isinstance(m.get("content"), str) for m in history):
             raise JsonRpcInvalidParams("history must be a list of {role: 'user'|'assistant', content: string}")
@@ -414,9 +420,7 @@ def build_server(options: Options) -> CoderagServer:
     @server.feature(protocol.SEARCH)
     async def search(ls: CoderagServer, params: Any) -> dict[str, Any]:
         params = plain(params)
-        query = _param(params, "query", str)
-        if not query.strip():
-            raise JsonRpcInvalidParams("the query is empty")
+        query = _text(params, "query")
         limit = _param(params, "limit", int, required=False)
         limit = 20 if limit is None else limit
         if not 1 <= limit <= 100:

@@ -1,6 +1,7 @@
 # Two entry points for a fresh machine (see README.md):
 #   make demo   set everything up, install the default model, run the main job
-#               (a scripted editor session against the daemon; `make bench` runs the engine benchmark)
+#               (a scripted editor session against the daemon; `make bench` runs the engine benchmark,
+#               `make bench-compare` the comparison with llama-server and llama-cpp-python)
 #   make test   set everything up and run the test suites (Python, then the editor clients;
 #               Emacs and Chromium come from Debian's packages if missing, npm packages from the registry)
 # Everything lands in .venv/ and .build/ inside the checkout.
@@ -16,7 +17,7 @@ LLAMA_CMAKE := -DCMAKE_C_FLAGS='$(NO_AMX)' -DCMAKE_CXX_FLAGS='$(NO_AMX)' -DLLAMA
 WHEELS      := .build/wheels/llama-cpp-python-$(LLAMA_CPP)-noamx
 JOBS        ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: setup model demo bench test clean
+.PHONY: setup model demo bench bench-compare test clean
 
 $(VENV)/bin/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +48,10 @@ demo: model
 
 bench: model
 	$(VENV)/bin/coderag-daemon bench engine
+
+# Side by side with llama-server (built once into .build/) and llama-cpp-python; see docs/BENCHMARKS.md.
+bench-compare: model
+	$(VENV)/bin/coderag-daemon bench compare --plots docs/img --json .build/compare.json
 
 test: setup
 	$(PY) -m pytest -q

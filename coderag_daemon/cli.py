@@ -102,6 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
     from .bench import index_bench
 
     index_bench.add_arguments(bench_sub.add_parser("index", help="workspace index: build, update and retrieval time, memory, top-5 accuracy"))
+    from .bench import compare_bench
+
+    compare = bench_sub.add_parser("compare", help="side by side with llama-server and llama-cpp-python on real edit sessions")
+    compare_bench.add_arguments(compare)
+    compare.set_defaults(func=compare_bench.run)
     bench.set_defaults(func=_bench_command)
 
     from .bench import editor_session

@@ -130,7 +130,7 @@ class AdmissionPolicy:
             return self._refuse(given, f"unresolvable: {exc}")
         candidates = [real] if real == given else [real, given]
         for candidate in candidates:
-            root = self._root_of(candidate)
+            root = self.root_of(candidate)
             if root is None:
                 if candidate is real:
                     return self._refuse(given, "outside the workspace roots")
@@ -187,7 +187,7 @@ class AdmissionPolicy:
         are not followed. Stops after ``options.max_walk_files`` files.
         """
         start = Path(root).resolve()
-        base = self._root_of(start)
+        base = self.root_of(start)
         if base is None or not self.check_location(start, is_dir=True):
             return
         count = 0
@@ -225,10 +225,20 @@ class AdmissionPolicy:
         refusal = self._entry_refusal(base, path.relative_to(base).parts, is_dir)
         return ADMITTED if refusal is None else self._refuse(path, refusal)
 
-    def _root_of(self, path: Path) -> Path | None:
+    def root_of(self, path: str | os.PathLike[str]) -> Path | None:
         """The innermost root containing ``path``."""
+        path = Path(path)
         inside = [r for r in self._roots if path.is_relative_to(r)]
         return max(inside, key=lambda r: len(r.parts), default=None)
+
+    def display_path(self, path: str | os.PathLike[str]) -> str:
+        """``path`` as the model and people read it: relative to its innermost root, under the
+        root's name when there are several roots; as given outside the roots."""
+        root = self.root_of(path)
+        if root is None:
+            return str(path)
+        name = Path(path).relative_to(root).as_posix()
+        return name if len(self._roots) == 1 else f"{root.name}/{name}"
 
     def _location_refusal(self, root: Path, parts: tuple[str, ...], is_dir: bool) -> tuple[Path, str] | None:
         """The first refused component of a path under ``root``, with the reason."""

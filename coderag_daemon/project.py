@@ -137,7 +137,7 @@ class Project:
             self._order = {renamed.get(k, k): None for k in self._order}  # same places, new names
             for old_key, new_key in renamed.items():
                 if self.context is not None:
-                    self.context.rename(self._display(Path(old_key)), self._display(Path(new_key)))
+                    self.context.rename(self.admission.display_path(Path(old_key)), self.admission.display_path(Path(new_key)))
                 if not self.admission.check_location(new_key):
                     self._leave(Path(new_key))
 
@@ -171,7 +171,7 @@ class Project:
             if self.context is None:
                 return []
             out = self.context.describe(cached_tokens)
-            by_display = {self._display(Path(k)): k for k in self._order}
+            by_display = {self.admission.display_path(Path(k)): k for k in self._order}
             for item in out:
                 key = by_display.get(item["path"])
                 item["uri"] = path_to_uri(key) if key else None
@@ -182,20 +182,13 @@ class Project:
         with self.lock:
             if self.context is None:
                 return frozenset()
-            return frozenset(key for key in self._order if self._display(Path(key)) in self.context)
+            return frozenset(key for key in self._order if self.admission.display_path(Path(key)) in self.context)
 
     def display_path(self, doc: Document) -> str:
         """The path the model reads in file headers: relative to its workspace root."""
-        return self._display(doc.path) if doc.path is not None else doc.uri
+        return self.admission.display_path(doc.path) if doc.path is not None else doc.uri
 
     # --- internals --------------------------------------------------------------------------------
-
-    def _display(self, path: Path) -> str:
-        for root in self.admission.roots:
-            if path.is_relative_to(root):
-                name = str(path.relative_to(root))
-                return name if len(self.admission.roots) == 1 else f"{root.name}/{name}"
-        return str(path)
 
     def _keys_under(self, path: str) -> list[str]:
         """Context keys of `path` itself or of files below it (a directory)."""
@@ -226,7 +219,7 @@ class Project:
         key = str(path)
         self._order.pop(key, None)
         if self.context is not None:
-            self.context.remove(self._display(path))
+            self.context.remove(self.admission.display_path(path))
         doc = self._document_at(key)
         if doc is not None and doc.source == "disk":
             self.documents.remove(path)

@@ -253,15 +253,13 @@ class WorkspaceIndex:
             excluded = [doc for p in exclude_paths if (e := self._entries.get(_key(p))) is not None for doc in e.docs]
             ranked = [(score, self._doc_keys[doc], self._doc_spans[doc]) for doc, score in self._bm25.top(query_terms, k, excluded)]
             entries = {key: self._entries[key] for _, key, _ in ranked}
-            roots = self._policy.roots
+        policy = self._policy
         lines = {key: self._current_lines(key, entry) for key, entry in entries.items()}
         hits = []
         for score, key, (start, end, title) in ranked:
             if lines[key] is None:
                 continue
-            entry = entries[key]
-            path = Path(key)
-            hits.append(Hit(path, _display(path, entry.root, roots), start, end, title, "".join(lines[key][start:end]), score))
+            hits.append(Hit(Path(key), policy.display_path(key), start, end, title, "".join(lines[key][start:end]), score))
         return hits
 
     def __contains__(self, path: str | os.PathLike[str]) -> bool:
@@ -506,7 +504,7 @@ class WorkspaceIndex:
         of that root, so its admission is not checked again. Returns what happened: indexed,
         reused, kept or dropped."""
         if root is None:
-            root = self._root_of(key)
+            root = self._policy.root_of(key)
             if root is None or not (self._policy.check_location(key) and self._policy.check_content(key)):
                 return self._discard(key)
         try:
@@ -541,7 +539,7 @@ class WorkspaceIndex:
         return "indexed"
 
     def _index_text(self, key: str, text: str) -> None:
-        root = self._root_of(key)
+        root = self._policy.root_of(key)
         if root is None or not (self._policy.check_location(key) and self._policy.check_text(key, text)):
             self._discard(key)
             return
@@ -618,11 +616,6 @@ class WorkspaceIndex:
             self._bm25.remove(doc)
             self._doc_keys[doc] = self._doc_spans[doc] = None
 
-    def _root_of(self, key: str) -> Path | None:
-        path = Path(key)
-        inside = [r for r in self._policy.roots if path.is_relative_to(r)]
-        return max(inside, key=lambda r: len(r.parts), default=None)
-
     # --- saving -------------------------------------------------------------------------------------
 
     def _save_dirty(self) -> None:
@@ -662,11 +655,6 @@ def read_file(path: str, max_bytes: int) -> bytes | None:
 
 def _key(path: str | os.PathLike[str]) -> str:
     return os.path.abspath(path)
-
-
-def _display(path: Path, root: Path, roots: tuple[Path, ...]) -> str:
-    name = path.relative_to(root).as_posix()
-    return name if len(roots) <= 1 else f"{root.name}/{name}"
 
 
 def _fingerprint(options: IndexOptions) -> str:

@@ -311,3 +311,15 @@ def test_editor_text_content_rules_are_logged_once(policy: AdmissionPolicy, root
         assert policy.check_text(root / "bin.py", "a\0b").reason == "binary (NUL byte)"
     assert sum("big.py" in r.getMessage() for r in caplog.records) == 1
     assert not policy.check_text(path, "é" * 6)  # 6 characters, 12 bytes: bytes count
+
+
+def test_display_paths_are_relative_to_the_innermost_root(tmp_path: Path) -> None:
+    outer, other = (tmp_path / "outer").resolve(), (tmp_path / "other").resolve()
+    inner = outer / "vendor" / "lib"
+    for d in (inner, other):
+        d.mkdir(parents=True)
+    assert AdmissionPolicy([outer]).display_path(outer / "pkg" / "a.py") == "pkg/a.py"
+    both = AdmissionPolicy([outer, inner, other])
+    assert both.display_path(inner / "b.py") == "lib/b.py"
+    assert both.display_path(other / "c.py") == "other/c.py"
+    assert both.display_path(tmp_path / "elsewhere.py") == str(tmp_path / "elsewhere.py")

@@ -131,11 +131,12 @@ class CoderagServer(LanguageServer):
             self.show(error, types.MessageType.Warning)
         old, self.options = self.options, new
         changed = {f.name for f in dataclasses.fields(Options) if getattr(old, f.name) != getattr(new, f.name)}
-        if changed & {"ignore_globs", "max_file_kib", "context_tokens", "retrieval_tokens", "max_chat_tokens",
-                      "max_completion_tokens"}:
+        admission = changed & {"ignore_globs", "max_file_kib"}
+        if admission or changed & {"context_tokens", "retrieval_tokens", "max_chat_tokens", "max_completion_tokens"}:
             self.project.reconfigure(new)
+        if admission:  # new rules for which files may be read: the watcher and the index follow them
             self.restart_watcher()
-            if not initial and changed & {"ignore_globs", "max_file_kib"}:
+            if not initial:
                 self.build_index()
         if not initial and changed & set(_ENGINE_SETTINGS):
             self.load_model()

@@ -87,8 +87,11 @@ async def test_chat_streams_the_answer(client: LanguageClient, workspace: Path) 
 
 
 async def test_cancel_stops_a_chat(client: LanguageClient, workspace: Path) -> None:
+    # a question the tiny model answers up to the length limit (it ends some answers after a few dozen
+    # tokens): 2,048 tokens take over a second, so the cancel lands mid-answer even on a busy machine
+    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings={"coderag": {"maxChatTokens": 2048}}))
     open_file(client, workspace / "tasktrack" / "api.py")
-    future = client.protocol.send_request("coderag/chat", {"question": "Explain everything in detail.", "token": "c"}, msg_id="chat-1")
+    future = client.protocol.send_request("coderag/chat", {"question": "Describe api.py line by line.", "token": "c"}, msg_id="chat-1")
     await until(lambda: client.recorder.deltas, what="first streamed text")
     client.protocol.notify("$/cancelRequest", types.CancelParams(id="chat-1"))
     with pytest.raises(JsonRpcException, match="cancel"):

@@ -16,22 +16,63 @@ from dataclasses import dataclass
 class Window:
     prefix: str
     suffix: str
+    first_line: int = 0  # the document line the prefix starts on
 
 
-def cursor_window(text: str, offset: int, prefix_lines: int = 64, suffix_lines: int = 4, anchor: int = 32) -> Window:
+def cursor_window(text: str, offset: int, prefix_lines: int = 64, suffix_lines: int = 4, anchor: int = 32,
+                  kept: int | None = None) -> Window:
     """The text around the cursor that goes in the request tail: at least `prefix_lines` whole lines
     above the cursor's line and `suffix_lines` below.
 
     The first line is anchored to a multiple of `anchor`, so it stays put while the user types and
     adds lines: the tail then changes only from the cursor on, and only that part is reprocessed.
-    Everything after the cursor is reprocessed on every keystroke, hence the short suffix.
+    `kept`, the line the previous window began on, is used instead while it leaves between
+    `prefix_lines - anchor` and `prefix_lines + anchor` lines above the cursor: deleting lines would
+    otherwise pull the grid line back and change the whole window. Everything after the cursor is
+    reprocessed on every keystroke, hence the short suffix.
     """
     before, after = text[:offset], text[offset:]
     cursor_line = before.count("\n")
     first = max(0, (cursor_line - prefix_lines) // anchor * anchor)
+    if kept is not None and prefix_lines - anchor <= cursor_line - kept < prefix_lines + anchor:
+        first = kept
     start = _nth(before, "\n", first) if first else 0
     end = _nth(after, "\n", suffix_lines + 1)
-    return Window(before[start:], after[:end])
+    return Window(before[start:], after[:end], first)
+
+
+class WindowStarts:
+    """The line each document's last cursor window began on, followed through edits above it, so the
+    next window of that document starts on the same text whenever it still fits (see `cursor_window`).
+
+    The line is found again by its text (three lines, searched outwards from where it was), so lines
+    added or deleted above the window move the anchor with them instead of changing the window.
+    """
+
+    KEY_LINES = 3
+
+    def __init__(self, search_lines: int = 96) -> None:
+        self._search = search_lines
+        self._last: dict[str, tuple[int, list[str]]] = {}
+
+    def window(self, uri: str, text: str, offset: int) -> Window:
+        lines = text.split("\n")
+        window = cursor_window(text, offset, kept=self._find(uri, lines))
+        self._last[uri] = (window.first_line, lines[window.first_line:window.first_line + self.KEY_LINES])
+        return window
+
+    def forget(self, uri: str) -> None:
+        self._last.pop(uri, None)
+
+    def _find(self, uri: str, lines: list[str]) -> int | None:
+        if uri not in self._last:
+            return None
+        line, key = self._last[uri]
+        for distance in range(self._search + 1):
+            for candidate in {line - distance, line + distance}:
+                if 0 < candidate < len(lines) and lines[candidate:candidate + len(key)] == key:
+                    return candidate
+        return None
 
 
 def _nth(s: str, ch: str, n: int) -> int:

@@ -18,7 +18,7 @@ from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams, JsonRpcRequ
 from pygls.lsp.server import LanguageServer
 
 from . import __version__, default_model, jobs, protocol
-from .completion import TypeThroughCache, cursor_window
+from .completion import TypeThroughCache, WindowStarts
 from .documents import Document, DocumentError, TextChange, uri_to_path
 from .index import RetrievalOptions, WorkspaceIndex, retrieve
 from .index.store import default_cache_dir
@@ -46,6 +46,7 @@ class CoderagServer(LanguageServer):
         self.index = WorkspaceIndex(self.project.admission, default_cache_dir())
         self._index_build: Future[Any] | None = None
         self.shown = TypeThroughCache()
+        self.windows = WindowStarts()
         self.loop: asyncio.AbstractEventLoop | None = None
         self._completion_cancel: dict[str, threading.Event] = {}
         self._loading_progress: str | None = None
@@ -117,7 +118,7 @@ class CoderagServer(LanguageServer):
         doc = self.project.documents.get(cursor.uri)
         if doc is None:
             return
-        window = cursor_window(doc.text, min(cursor.offset, len(doc.text)))
+        window = self.windows.window(cursor.uri, doc.text, min(cursor.offset, len(doc.text)))
         target = functools.partial(jobs.completion_target, self.project, doc, window)
         progress = WorkProgress(self, "coderag: preloading")
         self.worker.schedule_preload(functools.partial(jobs.preload, target=target, done=progress.finish),
@@ -353,6 +354,7 @@ def build_server(options: Options) -> CoderagServer:
         except DocumentError as exc:
             log.warning("close of %s ignored: %s", params.text_document.uri, exc)
             return
+        ls.windows.forget(params.text_document.uri)
         if path is not None:
             ls.index.update_path(path)  # the file on disk is what counts again
 
@@ -372,7 +374,7 @@ def build_server(options: Options) -> CoderagServer:
         cached = ls.shown.lookup(uri, before, after)
         if cached is not None:
             return _items(cached, params.position)
-        window = cursor_window(doc.text, offset)
+        window = ls.windows.window(uri, doc.text, offset)
         previous = ls._completion_cancel.pop(uri, None)
         if previous is not None:
             previous.set()  # a newer request for the same document supersedes it

@@ -26,7 +26,7 @@ from typing import Any
 from lsprotocol import types
 
 from .. import default_model
-from ..completion import cursor_window
+from ..completion import WindowStarts
 from ..documents import path_to_uri
 from ..engine import Model
 from ..engine.cache import common_prefix
@@ -89,9 +89,10 @@ class FixedOrderClient:
         self.layout, self.repo, self.docs, self.skip_current = layout, repo, docs, skip_current
         self.cached: list[int] = []
         self.reprocessed = 0
+        self.windows = WindowStarts()  # the same cursor windows as the daemon's
 
     def request(self, current: Doc, line: int, character: int) -> None:
-        window = cursor_window(current.text, current.offset(line, character))
+        window = self.windows.window(current.rel, current.text, current.offset(line, character))
         prompt = list(self.layout.head(self.repo))
         for rel in FILES:
             if not (self.skip_current and rel == current.rel):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from coderag_daemon.completion import StopRule, TypeThroughCache, Window, cursor_window, trim_suffix_overlap
+from coderag_daemon.completion import StopRule, TypeThroughCache, Window, WindowStarts, cursor_window, trim_suffix_overlap
 
 
 def test_window_takes_whole_lines_around_the_cursor() -> None:
@@ -22,6 +22,45 @@ def test_window_start_stays_put_while_typing_new_lines() -> None:
     assert starts == {"line32"}
     w = cursor_window(text, text.index("line100\n"), prefix_lines=64, anchor=32)
     assert w.prefix.count("\n") >= 64
+
+
+def _lines(n: int, skip: range = range(0)) -> str:
+    return "".join(f"line{i}\n" for i in range(n) if i not in skip)
+
+
+def test_deleting_lines_above_the_cursor_keeps_the_window_start() -> None:
+    starts = WindowStarts()
+    text = _lines(300)
+    first = starts.window("u", text, text.index("line100\n"))
+    assert first.first_line == 32 and first.prefix.startswith("line32\n")
+    # six lines deleted just above the cursor: the grid line would drop to 0 and change every line
+    shorter = _lines(300, skip=range(90, 96))
+    again = starts.window("u", shorter, shorter.index("line100\n"))
+    assert again.prefix.startswith("line32\n") and again.first_line == 32
+    assert cursor_window(shorter, shorter.index("line100\n")).first_line == 0
+
+
+def test_the_window_start_follows_lines_added_or_deleted_above_it() -> None:
+    starts = WindowStarts()
+    text = _lines(300)
+    starts.window("u", text, text.index("line150\n"))  # starts on line86's grid line, 64
+    moved = "added\n" * 10 + _lines(300, skip=range(5, 20))  # +10 and -15 lines above the window
+    window = starts.window("u", moved, moved.index("line150\n"))
+    assert window.prefix.startswith("line64\n") and window.first_line == 64 - 5
+    assert window.prefix.count("\n") >= 64 - 32
+
+
+def test_a_kept_start_gives_way_when_the_cursor_moves_far() -> None:
+    starts = WindowStarts()
+    text = _lines(400)
+    starts.window("u", text, text.index("line100\n"))
+    far = starts.window("u", text, text.index("line300\n"))
+    assert far.first_line == 224  # the grid line again: 300 - 64 = 236, down to a multiple of 32
+    near_top = starts.window("u", text, text.index("line250\n"))
+    assert near_top.first_line == 160 and near_top.prefix.count("\n") >= 64  # 224 would leave too few lines
+    assert starts.window("u", text, text.index("line200\n")).first_line == 160  # kept: 40 lines above
+    starts.forget("u")  # the document was closed
+    assert starts.window("u", text, text.index("line200\n")).first_line == 128
 
 
 def test_window_at_edges() -> None:

@@ -248,9 +248,15 @@ def _header(path: str) -> str:
     return f"{_COMMENT.get(PurePosixPath(path).suffix.lower(), '//')} {path}\n"
 
 
+_CUT_STEP_LINES = 16
+
+
 def _last_lines(tok: Tokenizer, text: str, budget: int) -> list[int]:
-    """Tokens of the longest tail of `text` made of whole lines within `budget` (the line at the
-    cursor is kept even when alone it is too long: then its last `budget` tokens)."""
+    """Tokens of a tail of `text` made of whole lines within `budget` (the line at the cursor is
+    kept even when alone it is too long: then its last `budget` tokens).
+
+    When lines must go, they go from the start in steps of `_CUT_STEP_LINES`: cutting just enough
+    would move the first line, and so reprocess the whole tail, on every keystroke."""
     lines = text.splitlines(keepends=True)
     start, used = len(lines), 0
     while start > 0:
@@ -258,7 +264,10 @@ def _last_lines(tok: Tokenizer, text: str, budget: int) -> list[int]:
         if used > budget:
             break
         start -= 1
-    if start == len(lines) and lines:
+    stepped = -(-start // _CUT_STEP_LINES) * _CUT_STEP_LINES
+    if stepped < len(lines):
+        start = stepped
+    elif start == len(lines) and lines:
         start -= 1
     return tok.tokenize("".join(lines[start:]))[-budget:]
 

@@ -142,6 +142,19 @@ def test_windows_keep_whole_lines_nearest_the_cursor() -> None:
     assert after == "sor\nnext00\n<|fim_middle|>"
 
 
+def test_a_window_over_its_budget_keeps_its_first_line_while_typing() -> None:
+    tok = CharTokenizer()
+    layout = detect_layout(tok, PromptOptions(prefix_tokens=700, suffix_tokens=12))
+    firsts = set()
+    for typed in range(200, 211):  # eleven new lines typed at the end of a window of 7-token lines
+        prefix = "".join(f"ln{i:04}\n" for i in range(typed)) + "cur"
+        tail = tok.detokenize(layout.completion_tail("a.py", prefix, ""))
+        before = tail.split("<|fim_prefix|>")[1].split("<|fim_suffix|>")[0]
+        assert len(before) <= 700 and before.endswith("cur")
+        firsts.add(before.split("\n", 1)[0])
+    assert firsts == {"ln0112"}  # cutting just enough would have moved it on every line
+
+
 def test_a_cursor_line_longer_than_the_window_is_cut_away_from_the_cursor() -> None:
     tok = CharTokenizer()
     layout = detect_layout(tok, PromptOptions(prefix_tokens=10, suffix_tokens=5))

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import collections
 import logging
+import os
+import sys
 import threading
 import time
 from concurrent.futures import Future
@@ -23,6 +25,24 @@ log = logging.getLogger("coderag_daemon.worker")
 
 T = TypeVar("T")
 State = Literal["loading", "preloading", "ready", "busy", "error", "stopped"]
+
+
+MODEL_NICENESS = 5
+"""How much lower than the rest of the daemon the model threads run (Linux nice levels)."""
+
+
+def _below_the_event_loop() -> None:
+    """Lower this thread's scheduling priority, and so that of the compute threads it starts (they
+    inherit it). On two cores those threads would otherwise hold both, and an LSP message arriving
+    during a prefill would wait for the scheduler to take one back; now the event loop wins at once.
+    Only Linux schedules threads by their own nice value; elsewhere this would slow the whole process."""
+    if sys.platform != "linux":
+        return
+    tid = threading.get_native_id()
+    try:
+        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + MODEL_NICENESS)
+    except OSError as exc:
+        log.info("model threads keep the daemon's priority: %s", exc)
 
 
 class ModelUnavailable(RuntimeError):
@@ -187,6 +207,7 @@ class ModelWorker:
                     self._cond.wait()
 
     def _run(self) -> None:
+        _below_the_event_loop()
         while (item := self._next()) is not None:
             if isinstance(item, tuple):
                 self._load(*item)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
 from coderag_daemon.engine import EngineOptions
-from coderag_daemon.worker import ModelUnavailable, ModelWorker, Session, Status
+from coderag_daemon.worker import MODEL_NICENESS, ModelUnavailable, ModelWorker, Session, Status
 from fixtures.tiny_models import tiny_model_path
 
 OPTIONS = EngineOptions(n_ctx=8192, n_batch=32, n_threads=1)
@@ -92,5 +95,29 @@ def test_a_broken_model_leaves_the_worker_answering_with_the_reason(tmp_path) ->
         assert "not a GGUF" in (w.status().error or "")
         with pytest.raises(ModelUnavailable, match="not a GGUF"):
             w.submit(lambda s: None).result(timeout=10)
+    finally:
+        w.stop()
+
+
+def _niceness_of_threads() -> dict[int, int]:
+    out = {}
+    for task in Path("/proc/self/task").iterdir():
+        fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        out[int(task.name)] = int(fields[16])  # field 19 of stat, counted after the command name
+    return out
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="threads have their own nice value only on Linux")
+def test_model_threads_run_below_the_event_loop() -> None:
+    base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    w = ModelWorker()
+    w.load(str(tiny_model_path("dense")), EngineOptions(n_ctx=1024, n_batch=64, n_threads=2))
+    try:
+        wait(lambda: w.status().state == "ready")
+        w.submit(lambda session: session.update([[(i * 7) % 900 + 10 for i in range(300)]])).result(timeout=60)
+        lowered = [tid for tid, nice in _niceness_of_threads().items() if nice == base + MODEL_NICENESS]
+        assert w._thread.native_id in lowered
+        assert len(lowered) >= 2  # and the compute thread it started for the second core
+        assert threading.get_native_id() not in lowered and os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base
     finally:
         w.stop()

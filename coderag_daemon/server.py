@@ -401,9 +401,15 @@ def build_server(options: Options) -> CoderagServer:
         note, selected = _chat_note(ls, params)
         messages = [*history, {"role": "user", "content": question}]
 
-        def on_text(delta: str) -> None:
+        cancel = threading.Event()
+
+        def on_text(delta: str) -> None:  # on the worker thread
             if token is not None:
-                ls.notify(protocol.CHAT_DELTA, {"token": token, "delta": delta})
+                ls.call_soon(send_delta, delta)
+
+        def send_delta(delta: str) -> None:  # on the event loop, where a cancel is seen before its reply goes out
+            if not cancel.is_set():
+                ls.protocol.notify(protocol.CHAT_DELTA, {"token": token, "delta": delta})
 
         def find(count_tokens: Any, in_context: frozenset[str], budget: int) -> Any:
             return retrieve(ls.index, f"{question}\n{selected}", count_tokens, exclude_paths=in_context,
@@ -412,7 +418,7 @@ def build_server(options: Options) -> CoderagServer:
         outcome: jobs.Outcome = await ls.run(
             functools.partial(jobs.chat, project=ls.project, messages=messages, note=note, options=ls.options,
                               on_text=on_text, retrieve=find),
-            label="chat")
+            label="chat", cancel=cancel)
         ls.worker.report_request({"kind": "chat", **outcome.as_stats()})
         log.info("chat: %s", outcome.as_stats())
         sources = outcome.retrieved.sources_json() if outcome.retrieved is not None else []

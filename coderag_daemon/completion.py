@@ -69,7 +69,7 @@ class WindowStarts:
             return None
         line, key = self._last[uri]
         for distance in range(self._search + 1):
-            for candidate in {line - distance, line + distance}:
+            for candidate in (line - distance, line + distance):  # the nearer one above first
                 if 0 < candidate < len(lines) and lines[candidate:candidate + len(key)] == key:
                     return candidate
         return None

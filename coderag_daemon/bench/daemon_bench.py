@@ -186,11 +186,7 @@ async def _run(args: argparse.Namespace) -> int:
                       f"{f' (+{before} by the preload)' if before else ''}; fixed order: {fixed[False].reprocessed - server_before}",
                       flush=True)
         await s.settle()
-        updates: dict[int, int] = {}
-        for st in s.status:
-            if "last" in st and st["last"]["seq"] > start_seq:
-                updates[st["last"]["seq"]] = st["last"]["tokensReprocessed"]
-        ours = sum(updates.values())
+        ours, _ = _reprocessed_since(s.status, start_seq)
         in_context = [f["path"] for f in plain(await s.client.protocol.send_request_async("coderag/context", {}))["files"]]
         if len(in_context) != len(FILES):
             print(f"warning: files left the context during the session, the comparison is not like for like: {in_context}")

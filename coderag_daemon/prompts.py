@@ -94,9 +94,12 @@ class PromptOptions:
             raise ValueError(f"retrieval_tokens must not be negative, got {self.retrieval_tokens}")
 
     @classmethod
-    def for_context(cls, n_ctx: int, retrieval_tokens: int = 768) -> PromptOptions:
-        """The default budgets, made smaller for small context windows so a request still fits."""
+    def for_context(cls, n_ctx: int, retrieval_tokens: int | None = None) -> PromptOptions:
+        """The default budgets (or the given retrieval budget), made smaller for small context
+        windows so a request still fits."""
         default = cls()
+        if retrieval_tokens is None:
+            retrieval_tokens = default.retrieval_tokens
         return cls(prefix_tokens=min(default.prefix_tokens, n_ctx // 4),
                    suffix_tokens=min(default.suffix_tokens, n_ctx // 32),
                    chat_tokens=min(default.chat_tokens, n_ctx // 8),

@@ -1,0 +1,63 @@
+"""The stdio transport: pipes are read by the event loop, a recorded session from a file still plays,
+and a client that dies in the middle of a message ends the daemon cleanly."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from coderag_daemon.documents import path_to_uri
+
+DAEMON = [sys.executable, "-m", "coderag_daemon", "--model", "/nonexistent/model.gguf", "--log-level", "INFO"]
+
+
+def _frame(message: dict) -> bytes:
+    body = json.dumps(message).encode()
+    return b"Content-Length: %d\r\n\r\n" % len(body) + body
+
+
+def _session(root: Path) -> bytes:
+    return b"".join(_frame(m) for m in (
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+         "params": {"capabilities": {}, "rootUri": path_to_uri(root)}},
+        {"jsonrpc": "2.0", "method": "initialized", "params": {}},
+        {"jsonrpc": "2.0", "id": 2, "method": "coderag/documentText", "params": {"uri": "untitled:none"}},
+        {"jsonrpc": "2.0", "id": 3, "method": "shutdown"},
+        {"jsonrpc": "2.0", "method": "exit"},
+    ))
+
+
+def _responses(stdout: bytes) -> dict[int, dict]:
+    out = {}
+    for chunk in stdout.split(b"Content-Length: ")[1:]:
+        message = json.loads(chunk.split(b"\r\n\r\n", 1)[1])
+        if "id" in message and "method" not in message:
+            out[message["id"]] = message
+    return out
+
+
+def test_a_session_over_pipes(tmp_path: Path) -> None:
+    done = subprocess.run(DAEMON, input=_session(tmp_path), capture_output=True, timeout=60)
+    responses = _responses(done.stdout)
+    assert done.returncode == 0, done.stderr.decode()
+    assert "inlineCompletionProvider" in responses[1]["result"]["capabilities"]
+    assert "error" in responses[2]  # an unknown document: a JSON-RPC error, not a crash
+    assert sorted(responses) == [1, 2, 3]
+
+
+def test_a_recorded_session_from_a_file(tmp_path: Path) -> None:
+    recorded = tmp_path / "session.lsp"
+    recorded.write_bytes(_session(tmp_path))
+    with recorded.open("rb") as stdin:
+        done = subprocess.run(DAEMON, stdin=stdin, capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr.decode()
+    assert sorted(_responses(done.stdout)) == [1, 2, 3]
+
+
+def test_a_client_gone_in_the_middle_of_a_message(tmp_path: Path) -> None:
+    cut = _session(tmp_path)[:-10]  # the exit notification loses its last bytes, then stdin closes
+    done = subprocess.run(DAEMON, input=cut, capture_output=True, timeout=60)
+    assert sorted(_responses(done.stdout)) == [1, 2, 3]
+    assert b"stdin closed in the middle of a message" in done.stderr

@@ -94,6 +94,9 @@ class ContextCache:
         self.tokens: list[int] = []
         self.checkpoints = CheckpointStore(self.options.checkpoint_budget_bytes)
         self._logits: np.ndarray | None = None
+        # (n, logits after the first n tokens) of the last completed update: generation appends
+        # tokens after them, and the next update back to that context needs its last logits again.
+        self._target_logits: tuple[int, np.ndarray] | None = None
         log.info("cache: %s model, strategy %s, n_ctx %d, interval %d", model.kind, self.strategy, self.n_ctx, self.options.checkpoint_interval)
 
     # --- set-up -------------------------------------------------------------------------------
@@ -176,6 +179,8 @@ class ContextCache:
         n = len(target)
         if p == n == len(self.tokens) and self._logits is not None:
             return UpdateStats(n, p, p, "none")
+        if p == n and self._back_to_target_end(n):
+            return UpdateStats(n, p, p, "truncate")
         # The last token is decoded again when needed: its logits start the generation.
         p = min(p, n - 1)
         dropped = self.checkpoints.invalidate_after(p)
@@ -183,13 +188,28 @@ class ContextCache:
         r, kind = self._rewind(p)
         stats = UpdateStats(n, p, r, kind, checkpoints_invalidated=dropped, restore_ms=_ms(t0))
         self._decode_target(target, boundaries, interrupt, progress, stats)
+        if stats.completed:
+            self._target_logits = (n, self._logits)
         return stats
+
+    def _back_to_target_end(self, n: int) -> bool:
+        """Drop generated tokens after the last update's context of n tokens, keeping its logits, so
+        the request after a generation does not decode that context's last token again."""
+        if self._target_logits is None or self._target_logits[0] != n or not self._can_truncate(n):
+            return False
+        if not llama_cpp.llama_memory_seq_rm(self.memory, _SEQ, n, -1):
+            return False
+        del self.tokens[n:]
+        self._logits = self._target_logits[1]
+        return True
 
     def _rewind(self, p: int) -> tuple[int, RestoreKind]:
         """Bring the memory to 'tokens[:r] decoded' for the largest usable r <= p."""
         if p >= len(self.tokens):
             return len(self.tokens), "none"
         self._logits = None
+        if self._target_logits is not None and p < self._target_logits[0]:
+            self._target_logits = None
         if p == 0:
             return self._reset(), "reset"
         if self._can_truncate(p) and llama_cpp.llama_memory_seq_rm(self.memory, _SEQ, p, -1):
@@ -222,7 +242,7 @@ class ContextCache:
     def _reset(self) -> int:
         llama_cpp.llama_memory_clear(self.memory, True)
         self.tokens.clear()
-        self._logits = None
+        self._logits = self._target_logits = None
         return 0
 
     def _decode_target(self, target: list[int], boundaries: list[int], interrupt: Callable[[], bool] | None,

@@ -142,12 +142,15 @@ def test_greedy_generation_matches_fresh(tiny_model: Model, source_texts: list[s
     segments = edit(segments, rng, "insert_inside")
     cache.update(segments)
     fresh.update(segments)
+    fresh_logits = fresh.logits()
     ours = generate(cache, GenerationOptions(max_tokens=12))
     theirs = generate(fresh, GenerationOptions(max_tokens=12))
     assert ours.tokens == theirs.tokens
-    # asking again for the same context after generating costs at most one token
+    # asking again for the same context after generating decodes nothing where the generated tokens
+    # can be cut off (the context's last logits were kept); a recurrent state decodes its last token
     again = cache.update(segments)
-    assert again.tokens_reprocessed <= 1
+    assert again.tokens_reprocessed == (1 if tiny_model.kind in ("recurrent", "hybrid") else 0), again
+    assert np.abs(cache.logits() - fresh_logits).max() <= TOLERANCE
     assert generate(cache, GenerationOptions(max_tokens=12)).tokens == theirs.tokens
 
 

@@ -69,9 +69,9 @@ def _bounded(name: str) -> Callable[[str], int]:
 
 
 def _bench_command(args: argparse.Namespace) -> int:
-    from .bench import daemon_bench, engine_bench, index_bench
+    from .bench import attention_bench, daemon_bench, engine_bench, index_bench
 
-    return {"engine": engine_bench, "daemon": daemon_bench, "index": index_bench}[args.bench].run(args)
+    return {"engine": engine_bench, "daemon": daemon_bench, "index": index_bench, "attention": attention_bench}[args.bench].run(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -100,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .bench import daemon_bench
 
     daemon_bench.add_arguments(bench_sub.add_parser("daemon", help="an editing session over LSP: latency and tokens reprocessed"))
+    from .bench import attention_bench
+
+    attention_bench.add_arguments(bench_sub.add_parser("attention", help="one completion's tail prefill and per-token decode by context length, flash attention off and on"))
     from .bench import index_bench
 
     index_bench.add_arguments(bench_sub.add_parser("index", help="workspace index: build, update and retrieval time, memory, top-5 accuracy"))

@@ -28,7 +28,8 @@ class EngineOptions:
     prefill), 'full' (full-size SWA cache, plain truncation, more KV memory), or 'auto' (checkpoints
     when the budget holds one per interval over the whole context, else full)."""
     flash_attn: bool = False
-    """Flash attention: on this class of CPU it prefills a little faster but decodes far slower."""
+    """Flash attention: on a 2-core CPU it was slower for prefill and decode alike, the more so the
+    longer the context (`coderag-daemon bench attention`)."""
     kv_type: KvType = "f16"
     """KV cache precision. f32 doubles KV and checkpoint memory; it makes a sliding-window model's
     restored cache agree with a fresh evaluation to ~1e-6 instead of f16 rounding (~1e-4), since a

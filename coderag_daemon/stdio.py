@@ -23,8 +23,8 @@ log = logging.getLogger(__name__)
 
 def serve_stdio(server: LanguageServer) -> None:
     """Serve until the client exits or closes stdin."""
-    if not _is_pipe(sys.stdin.buffer.fileno()):
-        server.start_io()  # a regular file (replaying a recorded session): the loop cannot poll it
+    if not _pollable_alone(sys.stdin.buffer.fileno(), sys.stdout.buffer.fileno()):
+        server.start_io()
         return
     server.protocol.set_writer(StdoutWriter(sys.stdout.buffer))
     try:
@@ -48,6 +48,12 @@ async def _read_messages(server: LanguageServer) -> None:
         log.error("stdin closed in the middle of a message")
 
 
-def _is_pipe(fd: int) -> bool:
-    mode = os.fstat(fd).st_mode
-    return os.name == "posix" and (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode))
+def _pollable_alone(stdin_fd: int, stdout_fd: int) -> bool:
+    """Whether stdin is a pipe or socket of its own. The loop cannot poll a regular file (a recorded
+    session replayed), and it makes stdin non-blocking: where stdout is the same open file (a
+    terminal, one socket for both ways), writing a reply could then fail half-way."""
+    if os.name != "posix":
+        return False
+    st_in, st_out = os.fstat(stdin_fd), os.fstat(stdout_fd)
+    kind_ok = stat.S_ISFIFO(st_in.st_mode) or stat.S_ISSOCK(st_in.st_mode)
+    return kind_ok and (st_in.st_dev, st_in.st_ino) != (st_out.st_dev, st_out.st_ino)

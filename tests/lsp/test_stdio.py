@@ -4,11 +4,14 @@ and a client that dies in the middle of a message ends the daemon cleanly."""
 from __future__ import annotations
 
 import json
+import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 from coderag_daemon.documents import path_to_uri
+from coderag_daemon.stdio import _pollable_alone
 
 DAEMON = [sys.executable, "-m", "coderag_daemon", "--model", "/nonexistent/model.gguf", "--log-level", "INFO"]
 
@@ -61,3 +64,20 @@ def test_a_client_gone_in_the_middle_of_a_message(tmp_path: Path) -> None:
     done = subprocess.run(DAEMON, input=cut, capture_output=True, timeout=60)
     assert sorted(_responses(done.stdout)) == [1, 2, 3]
     assert b"stdin closed in the middle of a message" in done.stderr
+
+
+def test_only_a_pipe_or_socket_of_its_own_is_read_by_the_loop(tmp_path: Path) -> None:
+    r_in, w_in = os.pipe()
+    r_out, w_out = os.pipe()
+    a, b = socket.socketpair()
+    regular = (tmp_path / "f").open("wb")
+    try:
+        assert _pollable_alone(r_in, w_out)
+        assert _pollable_alone(a.fileno(), w_out)
+        assert not _pollable_alone(a.fileno(), a.fileno())  # one socket both ways: it would turn non-blocking
+        assert not _pollable_alone(regular.fileno(), w_out)
+    finally:
+        for fd in (r_in, w_in, r_out, w_out):
+            os.close(fd)
+        for handle in (a, b, regular):
+            handle.close()

@@ -14,8 +14,9 @@ import os
 import stat
 import sys
 import threading
+from typing import BinaryIO
 
-from pygls.io_ import StdoutWriter, run_async
+from pygls.io_ import StdinAsyncReader, run_async
 from pygls.lsp.server import LanguageServer
 
 log = logging.getLogger(__name__)
@@ -23,10 +24,7 @@ log = logging.getLogger(__name__)
 
 def serve_stdio(server: LanguageServer) -> None:
     """Serve until the client exits or closes stdin."""
-    if not _pollable_alone(sys.stdin.buffer.fileno(), sys.stdout.buffer.fileno()):
-        server.start_io()
-        return
-    server.protocol.set_writer(StdoutWriter(sys.stdout.buffer))
+    server.protocol.set_writer(_Stdout(sys.stdout.buffer))
     try:
         asyncio.run(_read_messages(server))
     except BrokenPipeError:
@@ -37,10 +35,42 @@ def serve_stdio(server: LanguageServer) -> None:
         server.shutdown()
 
 
+class _Stdout:
+    """stdout as pygls writes to it. The client's `exit` closes it; a notification another thread
+    queued just before (the model's status) then has nobody to go to and is dropped."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self._out = out
+
+    def close(self) -> None:
+        self._out.close()
+
+    def write(self, data: bytes) -> None:
+        if not self._out.closed:
+            self._out.write(data)
+            self._out.flush()
+
+
+class _MessageStream(asyncio.StreamReader):
+    """stdin as pygls's message loop reads it. A line longer than the stream's limit (64 KiB) is
+    skipped instead of ending the stream with an error: it cannot be a header, and pygls's loop
+    already skips lines that are not, so garbage before a message costs only that line."""
+
+    async def readline(self) -> bytes:
+        try:
+            return await super().readline()
+        except ValueError:  # the over-long part is already dropped from the buffer
+            log.warning("skipped an over-long line on stdin: not an LSP header")
+            return b"(skipped)\r\n"
+
+
 async def _read_messages(server: LanguageServer) -> None:
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin.buffer)
+    stdin = sys.stdin.buffer
+    if _pollable_alone(stdin.fileno(), sys.stdout.buffer.fileno()):
+        reader: _MessageStream | StdinAsyncReader = _MessageStream()
+        await asyncio.get_running_loop().connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), stdin)
+    else:
+        reader = StdinAsyncReader(stdin, server.thread_pool)
     try:
         await run_async(stop_event=threading.Event(), reader=reader, protocol=server.protocol, logger=log,
                         error_handler=server.report_server_error)

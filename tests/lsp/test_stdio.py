@@ -50,6 +50,19 @@ def test_a_session_over_pipes(tmp_path: Path) -> None:
     assert sorted(responses) == [1, 2, 3]
 
 
+def test_garbage_before_a_message_costs_only_that_line(tmp_path: Path) -> None:
+    garbage = b"x" * 200_000 + b"\r\nnot a header\r\n"  # longer than any header line may be
+    done = subprocess.run(DAEMON, input=garbage + _session(tmp_path), capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr.decode()
+    assert sorted(_responses(done.stdout)) == [1, 2, 3]
+    assert b"skipped an over-long line" in done.stderr
+
+
+def test_nothing_is_written_after_exit(tmp_path: Path) -> None:
+    done = subprocess.run(DAEMON, input=_session(tmp_path), capture_output=True, timeout=60)
+    assert b"I/O operation on closed file" not in done.stderr, done.stderr.decode()[-3000:]
+
+
 def test_a_recorded_session_from_a_file(tmp_path: Path) -> None:
     recorded = tmp_path / "session.lsp"
     recorded.write_bytes(_session(tmp_path))

@@ -28,7 +28,7 @@ _MAX_CHARS_PER_TOKEN = 16
 
 @dataclass(frozen=True)
 class ContextOptions:
-    token_budget: int = 5632
+    token_budget: int = 9728
     """Tokens of all file segments together (the head and request tail come on top)."""
     low_water: float = 0.75
     """Past a limit, evict down to this fraction of it, so that the next eviction is far off."""

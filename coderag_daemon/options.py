@@ -20,12 +20,12 @@ def _setting(default: Any, help: str) -> Any:
 @dataclass
 class Options:
     model: str | None = _setting(None, "Path of a GGUF model (default: the embedded default model, Qwen2.5-Coder-0.5B-Instruct).")
-    n_ctx: int = _setting(8192, "Context window in tokens (files + request + answer).")
+    n_ctx: int = _setting(12288, "Context window in tokens (files + request + answer).")
     threads: int = _setting(0, "CPU threads for the model; 0 = all cores.")
     checkpoint_interval: int = _setting(512, "Tokens between cache checkpoints (also taken at every file boundary).")
     checkpoint_memory_mib: int = _setting(512, "Memory for checkpoint data in MiB; beyond it, checkpoints are evicted keeping coverage spread.")
     preload_delay_ms: int = _setting(400, "Quiet time after an edit before the cache is brought up to date in the background.")
-    context_tokens: int = _setting(5632, "Token budget of the file context (at most n_ctx less room for a request and its answer); least recently used files leave first beyond it.")
+    context_tokens: int = _setting(9728, "Token budget of the file context (at most n_ctx less room for a request and its answer); least recently used files leave first beyond it.")
     max_completion_tokens: int = _setting(64, "Longest inline completion, in tokens.")
     max_chat_tokens: int = _setting(512, "Longest chat answer, in tokens.")
     completion_time_budget_ms: int = _setting(3000, "An inline completion stops generating after this long and returns what it has.")

@@ -195,11 +195,8 @@ class ContextCache:
     def _back_to_target_end(self, n: int) -> bool:
         """Drop generated tokens after the last update's context of n tokens, keeping its logits, so
         the request after a generation does not decode that context's last token again."""
-        if self._target_logits is None or self._target_logits[0] != n or not self._can_truncate(n):
+        if self._target_logits is None or self._target_logits[0] != n or not self._truncate(n):
             return False
-        if not llama_cpp.llama_memory_seq_rm(self.memory, _SEQ, n, -1):
-            return False
-        del self.tokens[n:]
         self._logits = self._target_logits[1]
         return True
 
@@ -212,8 +209,7 @@ class ContextCache:
             self._target_logits = None
         if p == 0:
             return self._reset(), "reset"
-        if self._can_truncate(p) and llama_cpp.llama_memory_seq_rm(self.memory, _SEQ, p, -1):
-            del self.tokens[p:]
+        if self._truncate(p):
             return p, "truncate"
         for checkpoint in self.checkpoints.candidates(p):
             if self._restore(checkpoint):
@@ -222,6 +218,13 @@ class ContextCache:
             log.warning("checkpoint at %d failed to restore; trying an earlier one", checkpoint.pos)
             self.checkpoints.discard(checkpoint.pos)
         return self._reset(), "reset"
+
+    def _truncate(self, p: int) -> bool:
+        """Cut the memory and tokens back to p where that is exact."""
+        if self._can_truncate(p) and llama_cpp.llama_memory_seq_rm(self.memory, _SEQ, p, -1):
+            del self.tokens[p:]
+            return True
+        return False
 
     def _can_truncate(self, p: int) -> bool:
         if self.strategy in ("truncate", "swa-full"):

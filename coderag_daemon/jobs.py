@@ -1,8 +1,10 @@
 """The model work behind each request, as functions the worker runs with a `Session`.
 
 Each builds its target context (the project's file segments, then a request tail), brings the cache
-to it, and generates. Completions and chat share the file segments, so switching between them
-reprocesses only the tail and the file being edited.
+to it, and generates. Completions and chat share the file segments. Chat runs on its own sequence
+where the engine has a second one (dense models): it takes the files' cells from the completion's
+sequence, and each keeps its tail, so going back to completing after a question reprocesses
+nothing that did not change. With one sequence, a switch reprocesses the edited file and the tail.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from .options import Options
 from .project import Project
 from .worker import Session
 
+
+CHAT_SEQ = 1
+"""The engine sequence of chat; completions and preloads use sequence 0."""
 
 Retrieve = Callable[[CountTokens, frozenset[str], int], Retrieved]
 """``retrieve(count_tokens, paths already in the context, token budget)``: code for a chat tail."""
@@ -61,9 +66,9 @@ def completion_target(project: Project, doc: Document, window: Window) -> list[l
     return [*project.segments(exclude=doc), tail]
 
 
-def _prefill(session: Session, target: list[list[int]]) -> tuple[UpdateStats, float]:
+def _prefill(session: Session, target: list[list[int]], seq: int = 0) -> tuple[UpdateStats, float]:
     t0 = time.perf_counter()
-    stats = session.update(target)
+    stats = session.update(target, seq)
     if not stats.completed:
         raise Interrupted()
     return stats, (time.perf_counter() - t0) * 1000
@@ -104,7 +109,7 @@ def chat(session: Session, project: Project, messages: list[dict[str, str]], not
         retrieved = retrieve(lambda text: len(layout.tokenizer.tokenize(text)), project.context_paths(),
                              layout.options.retrieval_tokens)
     target = [*segments, layout.chat_tail(messages, note, retrieved.text if retrieved else "")]
-    stats, prefill_ms = _prefill(session, target)
+    stats, prefill_ms = _prefill(session, target, CHAT_SEQ)
     gen = generate(
         session.cache,
         GenerationOptions(max_tokens=options.max_chat_tokens, stop_tokens=layout.stop_tokens, stop=layout.chat_stop_strings),

@@ -77,9 +77,10 @@ class Session:
         """For generation: checked before every token."""
         return self.job.cancel.is_set()
 
-    def update(self, segments: list[list[int]]) -> UpdateStats:
-        """Bring the cache to `segments`, yielding as `interrupted` says; the figures go to status."""
-        stats = self.cache.update(segments, interrupt=self.interrupted, progress=self.job.progress)
+    def update(self, segments: list[list[int]], seq: int = 0) -> UpdateStats:
+        """Bring the cache's sequence `seq` to `segments`, yielding as `interrupted` says; the
+        figures go to status."""
+        stats = self.cache.update(segments, interrupt=self.interrupted, progress=self.job.progress, seq=seq)
         self.report(stats)
         return stats
 
@@ -261,7 +262,7 @@ class ModelWorker:
         cache = self._cache
         if cache is None:
             return {}
-        return {"tokens_cached": len(cache.tokens), "checkpoints": len(cache.checkpoints),
+        return {"tokens_cached": cache.cells_used, "checkpoints": len(cache.checkpoints),
                 "checkpoint_bytes": cache.checkpoints.nbytes}
 
     def report_request(self, figures: dict[str, Any]) -> None:

@@ -14,6 +14,12 @@ the cache can be rewound depends on the model:
 Checkpoints are taken while decoding, every `checkpoint_interval` tokens and at segment boundaries.
 A checkpoint that fails to restore is dropped and an earlier one tried, down to an empty cache:
 slower, never wrong. One instance owns one llama context and is used from one thread.
+
+Where truncation is always exact (dense, full-size SWA cache) the context holds two sequences in
+one unified KV cache, so two targets that share a prefix (the completion and the chat over the same
+files) each keep their own tail: an update of one sequence copies the cells of the prefix it shares
+with the other (`llama_memory_seq_cp` only tags cells) instead of decoding them again. When the two
+do not fit in n_ctx together, the other sequence is dropped. Checkpoint strategies keep one sequence.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import itertools
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Literal, Sequence
 
 import llama_cpp
@@ -36,9 +42,8 @@ from .options import EngineOptions
 log = logging.getLogger("coderag_daemon.engine")
 
 Strategy = Literal["truncate", "swa-full", "swa-checkpoints", "state-checkpoints"]
-RestoreKind = Literal["none", "truncate", "checkpoint", "reset"]
+RestoreKind = Literal["none", "truncate", "checkpoint", "shared", "reset"]
 _PARTIAL = llama_cpp.LLAMA_STATE_SEQ_FLAGS_PARTIAL_ONLY
-_SEQ = 0
 _KV_TYPES = {"f16": llama_cpp.GGML_TYPE_F16, "f32": llama_cpp.GGML_TYPE_F32}
 
 
@@ -71,6 +76,23 @@ class UpdateStats:
         return self.restored_from
 
 
+@dataclass
+class _Sequence:
+    """One sequence of the llama context: the tokens its cells hold, and the logits generation
+    starts from."""
+
+    id: int
+    tokens: list[int] = field(default_factory=list)
+    logits: np.ndarray | None = None
+    target_logits: tuple[int, np.ndarray] | None = None
+    """(n, logits after the first n tokens) of the last completed update: generation appends tokens
+    after them, and the next update back to that context needs its last logits again."""
+
+    def forget(self) -> None:
+        self.tokens.clear()
+        self.logits = self.target_logits = None
+
+
 def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     n = min(len(a), len(b))
     for i in range(n):
@@ -80,24 +102,36 @@ def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
 
 
 class ContextCache:
-    """One llama context whose sequence 0 holds `self.tokens`, plus its checkpoints."""
+    """One llama context, its sequences, and its checkpoints. `tokens` and `logits()` are those of
+    the sequence last updated, which generation extends."""
 
     def __init__(self, model: Model, options: EngineOptions | None = None) -> None:
         self.ctx = None
         self.model = model
         self.options = options or EngineOptions()
         self.strategy: Strategy = self._choose_strategy()
+        self.n_seq = 2 if self.strategy in ("truncate", "swa-full") else 1
         self.ctx = self._create_context(swa_full=self.strategy == "swa-full")
         self.memory = llama_cpp.llama_get_memory(self.ctx)
         self.n_ctx = llama_cpp.llama_n_ctx(self.ctx)
         self._batch = llama_cpp.llama_batch_init(self.options.n_batch, 0, 1)
-        self.tokens: list[int] = []
+        self._seqs = [_Sequence(i) for i in range(self.n_seq)]
+        self._seq = self._seqs[0]
+        self._shared = 0
+        """Leading positions whose cells belong to both sequences (counted once in n_ctx)."""
         self.checkpoints = CheckpointStore(self.options.checkpoint_budget_bytes)
-        self._logits: np.ndarray | None = None
-        # (n, logits after the first n tokens) of the last completed update: generation appends
-        # tokens after them, and the next update back to that context needs its last logits again.
-        self._target_logits: tuple[int, np.ndarray] | None = None
-        log.info("cache: %s model, strategy %s, n_ctx %d, interval %d", model.kind, self.strategy, self.n_ctx, self.options.checkpoint_interval)
+        log.info("cache: %s model, strategy %s, n_ctx %d, %d sequence(s), interval %d", model.kind, self.strategy,
+                 self.n_ctx, self.n_seq, self.options.checkpoint_interval)
+
+    @property
+    def tokens(self) -> list[int]:
+        """Tokens of the sequence last updated (read-only for callers)."""
+        return self._seq.tokens
+
+    @property
+    def cells_used(self) -> int:
+        """KV cells in use by all sequences, of n_ctx."""
+        return sum(len(s.tokens) for s in self._seqs) - (self._shared if self.n_seq > 1 else 0)
 
     # --- set-up -------------------------------------------------------------------------------
 
@@ -133,7 +167,8 @@ class ContextCache:
         params.n_ctx = o.n_ctx
         params.n_batch = o.n_batch
         params.n_ubatch = o.n_batch
-        params.n_seq_max = 1
+        params.n_seq_max = self.n_seq
+        params.kv_unified = True  # one pool of n_ctx cells; shared prefix cells are stored once
         params.n_threads = params.n_threads_batch = o.n_threads
         params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if o.flash_attn else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
         params.swa_full = swa_full
@@ -162,22 +197,25 @@ class ContextCache:
         return self.options.checkpoint_budget_bytes > 0 and self.strategy in ("swa-checkpoints", "state-checkpoints")
 
     def update(self, segments: Sequence[Sequence[int]], interrupt: Callable[[], bool] | None = None,
-               progress: Callable[[int, int], None] | None = None) -> UpdateStats:
-        """Make the cache hold the concatenated segments, decoding as little as possible.
+               progress: Callable[[int, int], None] | None = None, seq: int = 0) -> UpdateStats:
+        """Make sequence `seq` hold the concatenated segments, decoding as little as possible.
 
         `interrupt` is polled before every batch; when it returns True the update stops there and
         the cache holds a valid prefix of the target (stats.completed is False), so the next update
         resumes where this one stopped. `progress(done, total)` follows the decoding, batch by batch.
+        `seq` picks the sequence; with a single one, every `seq` is that one.
         """
+        self._seq = self._seqs[min(max(seq, 0), self.n_seq - 1)]
         target = list(itertools.chain.from_iterable(segments))
         if not target:
             raise ValueError("the target context is empty")
         if len(target) > self.n_ctx:
             raise ContextOverflowError(f"the context needs {len(target)} tokens but n_ctx is {self.n_ctx}; trim it or raise n_ctx")
         boundaries = list(itertools.accumulate(len(s) for s in segments))
-        p = common_prefix(self.tokens, target)
+        s = self._seq
+        p = common_prefix(s.tokens, target)
         n = len(target)
-        if p == n == len(self.tokens) and self._logits is not None:
+        if p == n == len(s.tokens) and s.logits is not None:
             return UpdateStats(n, p, p, "none")
         if p == n and self._back_to_target_end(n):
             return UpdateStats(n, p, p, "truncate")
@@ -185,35 +223,66 @@ class ContextCache:
         p = min(p, n - 1)
         dropped = self.checkpoints.invalidate_after(p)
         t0 = time.perf_counter()
-        r, kind = self._rewind(p)
+        r, kind = self._share(p, target) or self._rewind(p)
+        self._make_room(n - r)
         stats = UpdateStats(n, p, r, kind, checkpoints_invalidated=dropped, restore_ms=_ms(t0))
         self._decode_target(target, boundaries, interrupt, progress, stats)
         if stats.completed:
-            self._target_logits = (n, self._logits)
+            s.target_logits = (n, s.logits)
         return stats
 
     def _back_to_target_end(self, n: int) -> bool:
         """Drop generated tokens after the last update's context of n tokens, keeping its logits, so
         the request after a generation does not decode that context's last token again."""
-        if self._target_logits is None or self._target_logits[0] != n or not self._truncate(n):
+        s = self._seq
+        if s.target_logits is None or s.target_logits[0] != n or not self._truncate(n):
             return False
-        self._logits = self._target_logits[1]
+        s.logits = s.target_logits[1]
         return True
+
+    def _share(self, p: int, target: list[int]) -> tuple[int, RestoreKind] | None:
+        """Take the cells of a longer common prefix from the other sequence, if it has one: the
+        current sequence becomes 'the other's first q tokens' without decoding them."""
+        s = self._seq
+        other = next((o for o in self._seqs if o is not s), None)
+        if other is None:
+            return None
+        q = min(common_prefix(other.tokens, target), len(target) - 1)
+        if q <= p:
+            return None
+        llama_cpp.llama_memory_seq_rm(self.memory, s.id, 0, -1)
+        llama_cpp.llama_memory_seq_cp(self.memory, other.id, s.id, 0, q)
+        s.forget()
+        s.tokens.extend(other.tokens[:q])
+        self._shared = q
+        return q, "shared"
+
+    def _make_room(self, count: int) -> None:
+        """Drop the other sequence when its cells and `count` more would not fit in n_ctx."""
+        if self.cells_used + count <= self.n_ctx:
+            return
+        for other in self._seqs:
+            if other is not self._seq and other.tokens:
+                log.info("dropping sequence %d (%d tokens) to make room for %d", other.id, len(other.tokens), count)
+                llama_cpp.llama_memory_seq_rm(self.memory, other.id, 0, -1)
+                other.forget()
+                self._shared = 0
 
     def _rewind(self, p: int) -> tuple[int, RestoreKind]:
         """Bring the memory to 'tokens[:r] decoded' for the largest usable r <= p."""
-        if p >= len(self.tokens):
-            return len(self.tokens), "none"
-        self._logits = None
-        if self._target_logits is not None and p < self._target_logits[0]:
-            self._target_logits = None
+        s = self._seq
+        if p >= len(s.tokens):
+            return len(s.tokens), "none"
+        s.logits = None
+        if s.target_logits is not None and p < s.target_logits[0]:
+            s.target_logits = None
         if p == 0:
             return self._reset(), "reset"
         if self._truncate(p):
             return p, "truncate"
         for checkpoint in self.checkpoints.candidates(p):
             if self._restore(checkpoint):
-                del self.tokens[checkpoint.pos:]
+                del s.tokens[checkpoint.pos:]
                 return checkpoint.pos, "checkpoint"
             log.warning("checkpoint at %d failed to restore; trying an earlier one", checkpoint.pos)
             self.checkpoints.discard(checkpoint.pos)
@@ -221,8 +290,9 @@ class ContextCache:
 
     def _truncate(self, p: int) -> bool:
         """Cut the memory and tokens back to p where that is exact."""
-        if self._can_truncate(p) and llama_cpp.llama_memory_seq_rm(self.memory, _SEQ, p, -1):
-            del self.tokens[p:]
+        if self._can_truncate(p) and llama_cpp.llama_memory_seq_rm(self.memory, self._seq.id, p, -1):
+            del self._seq.tokens[p:]
+            self._shared = min(self._shared, p)
             return True
         return False
 
@@ -231,21 +301,25 @@ class ContextCache:
             return True
         if self.strategy == "swa-checkpoints":
             # Exact only while the SWA cache still holds the window before the cut.
-            pos_min = llama_cpp.llama_memory_seq_pos_min(self.memory, _SEQ)
+            pos_min = llama_cpp.llama_memory_seq_pos_min(self.memory, self._seq.id)
             return pos_min <= 0 or pos_min < p - self.model.n_swa
         return False
 
     def _restore(self, checkpoint: Checkpoint) -> bool:
         data = checkpoint.data
         buf = (ctypes.c_uint8 * len(data)).from_buffer(data)
-        if llama_cpp.llama_state_seq_set_data_ext(self.ctx, buf, len(data), _SEQ, _PARTIAL) == 0:
+        if llama_cpp.llama_state_seq_set_data_ext(self.ctx, buf, len(data), self._seq.id, _PARTIAL) == 0:
             return False
-        return bool(llama_cpp.llama_memory_seq_rm(self.memory, _SEQ, checkpoint.pos, -1))
+        return bool(llama_cpp.llama_memory_seq_rm(self.memory, self._seq.id, checkpoint.pos, -1))
 
     def _reset(self) -> int:
-        llama_cpp.llama_memory_clear(self.memory, True)
-        self.tokens.clear()
-        self._logits = self._target_logits = None
+        """Empty the current sequence (the whole memory when it is the only one)."""
+        if self.n_seq == 1:
+            llama_cpp.llama_memory_clear(self.memory, True)
+        else:
+            llama_cpp.llama_memory_seq_rm(self.memory, self._seq.id, 0, -1)
+        self._seq.forget()
+        self._shared = 0
         return 0
 
     def _decode_target(self, target: list[int], boundaries: list[int], interrupt: Callable[[], bool] | None,
@@ -283,27 +357,27 @@ class ContextCache:
             batch.token[i] = tok
             batch.pos[i] = pos + i
             batch.n_seq_id[i] = 1
-            batch.seq_id[i][0] = _SEQ
+            batch.seq_id[i][0] = self._seq.id
             batch.logits[i] = False
         batch.logits[k - 1] = logits
         rc = llama_cpp.llama_decode(self.ctx, batch)
         if rc != 0:
             # llama.cpp rolls back the failed batch itself; self.tokens still matches the memory.
             raise EngineError(f"llama_decode failed with code {rc} at position {pos} ({k} tokens)")
-        self.tokens.extend(tokens)
+        self._seq.tokens.extend(tokens)
         if logits:
             ptr = llama_cpp.llama_get_logits_ith(self.ctx, -1)
-            self._logits = np.ctypeslib.as_array(ptr, shape=(self.model.n_vocab,)).copy()
+            self._seq.logits = np.ctypeslib.as_array(ptr, shape=(self.model.n_vocab,)).copy()
         else:
-            self._logits = None
+            self._seq.logits = None
 
     def _take_checkpoint(self, pos: int, context_end: int) -> bool:
-        size = llama_cpp.llama_state_seq_get_size_ext(self.ctx, _SEQ, _PARTIAL)
+        size = llama_cpp.llama_state_seq_get_size_ext(self.ctx, self._seq.id, _PARTIAL)
         if size == 0 or size > self.checkpoints.budget_bytes:
             return False
         data = bytearray(size)
         buf = (ctypes.c_uint8 * size).from_buffer(data)
-        if llama_cpp.llama_state_seq_get_data_ext(self.ctx, buf, size, _SEQ, _PARTIAL) != size:
+        if llama_cpp.llama_state_seq_get_data_ext(self.ctx, buf, size, self._seq.id, _PARTIAL) != size:
             log.warning("could not copy the state at %d; no checkpoint there", pos)
             return False
         return self.checkpoints.add(Checkpoint(pos, data), context_end)
@@ -312,20 +386,24 @@ class ContextCache:
 
     def logits(self) -> np.ndarray:
         """Logits after the last cached token (valid after a completed update or append)."""
-        if self._logits is None:
+        if self._seq.logits is None:
             raise EngineError("no logits: the last update did not complete")
-        return self._logits
+        return self._seq.logits
 
     def append(self, token: int) -> np.ndarray:
         """Decode one more token (a generated one) and return the logits after it."""
-        if len(self.tokens) >= self.n_ctx:
+        self._make_room(1)
+        if self.cells_used >= self.n_ctx:
             raise ContextOverflowError(f"the context is full ({self.n_ctx} tokens)")
         self._decode([token], len(self.tokens), logits=True)
         return self.logits()
 
     def clear(self) -> None:
-        """Forget everything: tokens, memory and checkpoints."""
-        self._reset()
+        """Forget everything: every sequence's tokens, the memory and checkpoints."""
+        llama_cpp.llama_memory_clear(self.memory, True)
+        for s in self._seqs:
+            s.forget()
+        self._shared = 0
         self.checkpoints.clear()
 
 

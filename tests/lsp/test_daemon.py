@@ -86,6 +86,28 @@ async def test_chat_streams_the_answer(client: LanguageClient, workspace: Path) 
     assert result["stats"]["tokensReprocessed"] > 0 and result["stats"]["stopReason"]
 
 
+async def test_completing_after_a_chat_keeps_the_cursor_window(client: LanguageClient, workspace: Path) -> None:
+    pkg = workspace / "tasktrack"
+    open_file(client, pkg / "config.py")
+    uri = open_file(client, pkg / "auth.py")
+
+    def request_figures(seq: int) -> dict[str, Any] | None:
+        return next((s["lastRequest"] for s in client.recorder.status
+                     if s.get("lastRequest", {}).get("seq") == seq), None)
+
+    await client.text_document_inline_completion_async(inline_params(uri, 10, 0))
+    await request(client, "coderag/chat", {"question": "What does auth.py do?", "uri": uri})
+    files = (await request(client, "coderag/context", {}))["files"]
+    config_end = files[0]["start"] + files[0]["tokens"]
+    await client.text_document_inline_completion_async(inline_params(uri, 12, 0))
+    after_chat = await until(lambda: request_figures(3), what="the third request's figures")
+    assert after_chat["kind"] == "completion"
+    # the chat ran on its own sequence: the completion's window up to the old cursor is still cached
+    # (with one sequence only config.py would be, and the window would be decoded again)
+    assert after_chat["tokensKept"] > config_end + 50, (after_chat, config_end)
+    assert after_chat["restoreKind"] == "truncate"
+
+
 async def test_cancel_stops_a_chat(client: LanguageClient, workspace: Path) -> None:
     # a question the tiny model answers up to the length limit (it ends some answers after a few dozen
     # tokens): 2,048 tokens take over a second, so the cancel lands mid-answer even on a busy machine

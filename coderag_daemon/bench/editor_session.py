@@ -169,7 +169,7 @@ async def _run(args: argparse.Namespace) -> int:
         seconds = time.perf_counter() - t0
         print()
         print(_line("chat", seconds, result["stats"]))
-        print("7. Back to completion after the chat: the file context is shared, only the tail is reprocessed")
+        print("7. Back to completion after the chat (it ran on its own cached sequence): only the typed line is reprocessed")
         s.type_text(auth, insert_at + 3, 0, f"{indent}return ")
         _, seconds, figures = await s.complete(auth, insert_at + 3, len(indent) + len("return "))
         print(_line("completion", seconds, figures))

@@ -90,8 +90,13 @@ def complete(session: Session, project: Project, doc: Document, window: Window, 
 
 
 def preload(session: Session, target: Callable[[], list[list[int]]], done: Callable[[], None]) -> None:
-    """Bring the cache to the context the next request is expected to need; yields to requests."""
+    """Bring the cache to the context the next request is expected to need; yields to requests.
+
+    An edit settled, so the chat's cached tail is stale from the edit on, and holding its cells
+    slows every completion (attention spans them). They are freed; the next question takes the
+    files from the completion's sequence again."""
     try:
+        session.cache.drop(CHAT_SEQ)
         session.update(target())
     finally:
         done()

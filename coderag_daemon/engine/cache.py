@@ -264,9 +264,17 @@ class ContextCache:
         for other in self._seqs:
             if other is not self._seq and other.tokens:
                 log.info("dropping sequence %d (%d tokens) to make room for %d", other.id, len(other.tokens), count)
-                llama_cpp.llama_memory_seq_rm(self.memory, other.id, 0, -1)
-                other.forget()
-                self._shared = 0
+                self.drop(other.id)
+
+    def drop(self, seq: int) -> None:
+        """Forget sequence `seq` and free the cells only it holds. Held cells cost even when unused:
+        attention runs over every cell up to the last one in use, masked or not. With a single
+        sequence this does nothing (every `seq` is the one the other requests use)."""
+        if self.n_seq == 1 or not 0 <= seq < self.n_seq:
+            return
+        llama_cpp.llama_memory_seq_rm(self.memory, seq, 0, -1)
+        self._seqs[seq].forget()
+        self._shared = 0
 
     def _rewind(self, p: int) -> tuple[int, RestoreKind]:
         """Bring the memory to 'tokens[:r] decoded' for the largest usable r <= p."""

@@ -68,6 +68,11 @@ def test_switching_between_two_targets_decodes_only_what_changed(model_and_optio
     assert again.tokens_reprocessed == len(flat(follow_up)) - len(flat(chat)) - len(answer), again
     assert diff(cache, model, overrides, follow_up) <= TOLERANCE
 
+    cache.drop(1)  # its cells are freed; the completion's are untouched
+    assert cache.cells_used == len(flat(completion)) + 4
+    cache.update([*files[:4], window + files[4][:64]], seq=0)
+    assert cache.update(follow_up, seq=1).restored_from == shared
+
 
 @pytest.mark.parametrize("seed", [1, 2])
 def test_random_edits_on_two_sequences_match_fresh_evaluation(model_and_options, source_texts: list[str], seed: int) -> None:

@@ -86,7 +86,7 @@ async def test_chat_streams_the_answer(client: LanguageClient, workspace: Path) 
     assert result["stats"]["tokensReprocessed"] > 0 and result["stats"]["stopReason"]
 
 
-async def test_completing_after_a_chat_keeps_the_cursor_window(client: LanguageClient, workspace: Path) -> None:
+async def test_completing_after_a_chat_keeps_the_cursor_window_until_an_edit_settles(client: LanguageClient, workspace: Path) -> None:
     pkg = workspace / "tasktrack"
     open_file(client, pkg / "config.py")
     uri = open_file(client, pkg / "auth.py")
@@ -106,6 +106,15 @@ async def test_completing_after_a_chat_keeps_the_cursor_window(client: LanguageC
     # (with one sequence only config.py would be, and the window would be decoded again)
     assert after_chat["tokensKept"] > config_end + 50, (after_chat, config_end)
     assert after_chat["restoreKind"] == "truncate"
+
+    # an edit that settles frees the chat's cells: only the completion's context stays cached
+    with_chat = (await until(lambda: [s for s in client.recorder.status if s["state"] == "ready"], what="ready"))[-1]
+    seen = len(client.recorder.status)
+    edit(client, uri, 2, 12, 0, "x = 1\n")
+    preloaded = await until(lambda: [s for s in client.recorder.status[seen:] if s["state"] == "ready" and s.get("last")
+                                     and any(t["state"] == "preloading" for t in client.recorder.status[seen:])],
+                            what="a preload after the edit")
+    assert preloaded[-1]["tokensCached"] < with_chat["tokensCached"] - 100, (preloaded[-1], with_chat)
 
 
 async def test_cancel_stops_a_chat(client: LanguageClient, workspace: Path) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import itertools
 import logging
 import threading
 import uuid
@@ -442,9 +443,10 @@ def build_server(options: Options) -> CoderagServer:
     @server.feature(protocol.CONTEXT)
     async def context(ls: CoderagServer, params: Any) -> dict[str, Any]:
         def describe(session: Any) -> dict[str, Any]:
-            ls.project.segments()  # tokenizes pending files, so the counts are current
-            cached = len(session.cache.tokens)
-            return {"files": ls.project.describe(cached), "tokensCached": cached, "nCtx": session.cache.n_ctx}
+            # the files as a chat lays them out (all of them); segments() also tokenizes pending files
+            cached = session.cache.cached_prefix(list(itertools.chain.from_iterable(ls.project.segments())))
+            return {"files": ls.project.describe(cached), "tokensCached": session.cache.cells_used,
+                    "nCtx": session.cache.n_ctx}
         return await ls.run(describe, label="context")
 
     @server.feature(protocol.CLEAR_CACHE)

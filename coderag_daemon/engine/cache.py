@@ -128,6 +128,10 @@ class ContextCache:
         """Tokens of the sequence last updated (read-only for callers)."""
         return self._seq.tokens
 
+    def cached_prefix(self, tokens: Sequence[int]) -> int:
+        """How many leading `tokens` some sequence holds (decoded, so an update would keep them)."""
+        return max(common_prefix(s.tokens, tokens) for s in self._seqs)
+
     @property
     def cells_used(self) -> int:
         """KV cells in use by all sequences, of n_ctx."""

@@ -99,6 +99,7 @@ async def test_completing_after_a_chat_keeps_the_cursor_window_until_an_edit_set
     await request(client, "coderag/chat", {"question": "What does auth.py do?", "uri": uri})
     files = (await request(client, "coderag/context", {}))["files"]
     config_end = files[0]["start"] + files[0]["tokens"]
+    assert [f["cached"] for f in files] == [True, True]  # the chat holds every file
     await client.text_document_inline_completion_async(inline_params(uri, 12, 0))
     after_chat = await until(lambda: request_figures(3), what="the third request's figures")
     assert after_chat["kind"] == "completion"
@@ -115,6 +116,10 @@ async def test_completing_after_a_chat_keeps_the_cursor_window_until_an_edit_set
                                      and any(t["state"] == "preloading" for t in client.recorder.status[seen:])],
                             what="a preload after the edit")
     assert preloaded[-1]["tokensCached"] < with_chat["tokensCached"] - 100, (preloaded[-1], with_chat)
+    context = await request(client, "coderag/context", {})
+    # the completion's context holds config.py, and auth.py only as its cursor window
+    assert [f["cached"] for f in context["files"]] == [True, False]
+    assert context["tokensCached"] == client.recorder.status[-1]["tokensCached"]
 
 
 async def test_cancel_stops_a_chat(client: LanguageClient, workspace: Path) -> None:

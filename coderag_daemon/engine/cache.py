@@ -274,11 +274,33 @@ class ContextCache:
         """Forget sequence `seq` and free the cells only it holds. Held cells cost even when unused:
         attention runs over every cell up to the last one in use, masked or not. With a single
         sequence this does nothing (every `seq` is the one the other requests use)."""
-        if self.n_seq == 1 or not 0 <= seq < self.n_seq:
+        if self.n_seq == 1 or not 0 <= seq < self.n_seq or not self._seqs[seq].tokens:
             return
         llama_cpp.llama_memory_seq_rm(self.memory, seq, 0, -1)
         self._seqs[seq].forget()
         self._shared = 0
+        if self.strategy == "truncate":
+            for rest in self._seqs:
+                if rest.tokens:
+                    self._compact(rest)
+
+    def _compact(self, s: _Sequence) -> None:
+        """Move the only sequence's cells to the front of the cache, in their order. Cells decoded
+        while the other sequence was held sit above its cells, so after a drop the attention would
+        still span the holes it left. Copies the sequence's KV out and back (tens of ms).
+
+        Dense models only: with a sliding-window cache, a sequence later copied from the restored
+        one no longer matched a fresh evaluation (tests/engine/test_sequences.py)."""
+        size = llama_cpp.llama_state_seq_get_size(self.ctx, s.id)
+        data = (ctypes.c_uint8 * size)()
+        if llama_cpp.llama_state_seq_get_data(self.ctx, data, size, s.id) != size:
+            log.warning("could not copy sequence %d out; its cells stay where they are", s.id)
+            return
+        llama_cpp.llama_memory_clear(self.memory, True)
+        if llama_cpp.llama_state_seq_set_data(self.ctx, data, size, s.id) != size:
+            log.warning("could not copy sequence %d back; it is decoded again on its next update", s.id)
+            llama_cpp.llama_memory_clear(self.memory, True)
+            s.forget()
 
     def _rewind(self, p: int) -> tuple[int, RestoreKind]:
         """Bring the memory to 'tokens[:r] decoded' for the largest usable r <= p."""

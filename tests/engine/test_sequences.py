@@ -68,10 +68,13 @@ def test_switching_between_two_targets_decodes_only_what_changed(model_and_optio
     assert again.tokens_reprocessed == len(flat(follow_up)) - len(flat(chat)) - len(answer), again
     assert diff(cache, model, overrides, follow_up) <= TOLERANCE
 
-    cache.drop(1)  # its cells are freed; the completion's are untouched
+    cache.drop(1)  # its cells are freed, the completion's moved to the front of the cache
     assert cache.cells_used == len(flat(completion)) + 4
-    cache.update([*files[:4], window + files[4][:64]], seq=0)
+    typed_more = [*files[:4], window + files[4][:70]]
+    assert cache.update(typed_more, seq=0).tokens_reprocessed == 6
+    assert diff(cache, model, overrides, typed_more) <= TOLERANCE
     assert cache.update(follow_up, seq=1).restored_from == shared
+    assert diff(cache, model, overrides, follow_up) <= TOLERANCE
 
 
 @pytest.mark.parametrize("seed", [1, 2])

@@ -2,9 +2,10 @@
 
 Each builds its target context (the project's file segments, then a request tail), brings the cache
 to it, and generates. Completions and chat share the file segments. Chat runs on its own sequence
-where the engine has a second one (dense models): it takes the files' cells from the completion's
-sequence, and each keeps its tail, so going back to completing after a question reprocesses
-nothing that did not change. With one sequence, a switch reprocesses the edited file and the tail.
+where the engine has a second one (dense models, a full-size SWA cache): it takes the files' cells
+from the completion's sequence, and each keeps its tail, so going back to completing after a
+question reprocesses nothing that did not change. With one sequence, a switch reprocesses the edited
+file and the tail.
 """
 
 from __future__ import annotations

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
-import itertools
 import logging
 import threading
 import uuid
@@ -444,7 +443,7 @@ def build_server(options: Options) -> CoderagServer:
     async def context(ls: CoderagServer, params: Any) -> dict[str, Any]:
         def describe(session: Any) -> dict[str, Any]:
             # the files as a chat lays them out (all of them); segments() also tokenizes pending files
-            cached = session.cache.cached_prefix(list(itertools.chain.from_iterable(ls.project.segments())))
+            cached = session.cache.cached_prefix(ls.project.segments())
             return {"files": ls.project.describe(cached), "tokensCached": session.cache.cells_used,
                     "nCtx": session.cache.n_ctx}
         return await ls.run(describe, label="context")

@@ -128,14 +128,20 @@ class ContextCache:
         """Tokens of the sequence last updated (read-only for callers)."""
         return self._seq.tokens
 
-    def cached_prefix(self, tokens: Sequence[int]) -> int:
-        """How many leading `tokens` some sequence holds (decoded, so an update would keep them)."""
-        return max(common_prefix(s.tokens, tokens) for s in self._seqs)
+    def cached_prefix(self, segments: Sequence[Sequence[int]]) -> int:
+        """How many leading tokens of the concatenated segments some sequence holds (decoded, so
+        an update would keep them)."""
+        target = list(itertools.chain.from_iterable(segments))
+        return max(common_prefix(s.tokens, target) for s in self._seqs)
 
     @property
     def cells_used(self) -> int:
         """KV cells in use by all sequences, of n_ctx."""
-        return sum(len(s.tokens) for s in self._seqs) - (self._shared if self.n_seq > 1 else 0)
+        return sum(len(s.tokens) for s in self._seqs) - self._shared
+
+    def _other(self, s: _Sequence) -> _Sequence | None:
+        """The sequence beside `s`, or None when the context has one."""
+        return self._seqs[1 - s.id] if self.n_seq == 2 else None
 
     # --- set-up -------------------------------------------------------------------------------
 
@@ -209,12 +215,12 @@ class ContextCache:
         resumes where this one stopped. `progress(done, total)` follows the decoding, batch by batch.
         `seq` picks the sequence; with a single one, every `seq` is that one.
         """
-        self._seq = self._seqs[min(max(seq, 0), self.n_seq - 1)]
         target = list(itertools.chain.from_iterable(segments))
         if not target:
             raise ValueError("the target context is empty")
         if len(target) > self.n_ctx:
             raise ContextOverflowError(f"the context needs {len(target)} tokens but n_ctx is {self.n_ctx}; trim it or raise n_ctx")
+        self._seq = self._seqs[min(max(seq, 0), self.n_seq - 1)]
         boundaries = list(itertools.accumulate(len(s) for s in segments))
         s = self._seq
         p = common_prefix(s.tokens, target)
@@ -248,7 +254,7 @@ class ContextCache:
         """Take the cells of a longer common prefix from the other sequence, if it has one: the
         current sequence becomes 'the other's first q tokens' without decoding them."""
         s = self._seq
-        other = next((o for o in self._seqs if o is not s), None)
+        other = self._other(s)
         if other is None:
             return None
         q = min(common_prefix(other.tokens, target), len(target) - 1)
@@ -263,12 +269,10 @@ class ContextCache:
 
     def _make_room(self, count: int) -> None:
         """Drop the other sequence when its cells and `count` more would not fit in n_ctx."""
-        if self.cells_used + count <= self.n_ctx:
-            return
-        for other in self._seqs:
-            if other is not self._seq and other.tokens:
-                log.info("dropping sequence %d (%d tokens) to make room for %d", other.id, len(other.tokens), count)
-                self.drop(other.id)
+        other = self._other(self._seq)
+        if self.cells_used + count > self.n_ctx and other is not None and other.tokens:
+            log.info("dropping sequence %d (%d tokens) to make room for %d", other.id, len(other.tokens), count)
+            self.drop(other.id)
 
     def drop(self, seq: int) -> None:
         """Forget sequence `seq` and free the cells only it holds. Held cells cost even when unused:
@@ -276,13 +280,13 @@ class ContextCache:
         sequence this does nothing (every `seq` is the one the other requests use)."""
         if self.n_seq == 1 or not 0 <= seq < self.n_seq or not self._seqs[seq].tokens:
             return
+        dropped = self._seqs[seq]
         llama_cpp.llama_memory_seq_rm(self.memory, seq, 0, -1)
-        self._seqs[seq].forget()
+        dropped.forget()
         self._shared = 0
-        if self.strategy == "truncate":
-            for rest in self._seqs:
-                if rest.tokens:
-                    self._compact(rest)
+        rest = self._other(dropped)
+        if self.strategy == "truncate" and rest is not None and rest.tokens:
+            self._compact(rest)
 
     def _compact(self, s: _Sequence) -> None:
         """Move the only sequence's cells to the front of the cache, in their order. Cells decoded

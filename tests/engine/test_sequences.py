@@ -27,14 +27,14 @@ def model_and_options(request: pytest.FixtureRequest) -> tuple[Model, dict]:
     return Model(tiny_model_path(kind)), overrides
 
 
-def fresh_logits(model: Model, overrides: dict, segments: Segments) -> np.ndarray:
-    fresh = ContextCache(model, options(**overrides))
-    fresh.update(segments)
-    return fresh.logits()
+def fresh(model: Model, overrides: dict, segments: Segments) -> ContextCache:
+    cache = ContextCache(model, options(**overrides))
+    cache.update(segments)
+    return cache
 
 
 def diff(cache: ContextCache, model: Model, overrides: dict, segments: Segments) -> float:
-    return float(np.abs(cache.logits() - fresh_logits(model, overrides, segments)).max())
+    return float(np.abs(cache.logits() - fresh(model, overrides, segments).logits()).max())
 
 
 def test_switching_between_two_targets_decodes_only_what_changed(model_and_options, source_texts: list[str]) -> None:
@@ -112,13 +112,7 @@ def test_the_other_sequence_makes_room_when_both_do_not_fit(model_and_options, s
     assert (back.restore_kind, back.tokens_reprocessed) == ("shared", n1 - common), back
     assert diff(cache, model, overrides, first) <= TOLERANCE
     assert generate(cache, GenerationOptions(max_tokens=8)).tokens == generate(
-        _fresh(model, overrides, first), GenerationOptions(max_tokens=8)).tokens
-
-
-def _fresh(model: Model, overrides: dict, segments: Segments) -> ContextCache:
-    cache = ContextCache(model, options(**overrides))
-    cache.update(segments)
-    return cache
+        fresh(model, overrides, first), GenerationOptions(max_tokens=8)).tokens
 
 
 @pytest.mark.parametrize("kind", ["swa", "recurrent", "hybrid"])

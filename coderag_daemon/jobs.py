@@ -46,6 +46,8 @@ class Outcome:
     tokens_generated: int
     retrieved: Retrieved | None = None
     """A chat's code from the workspace index (its sources are cited)."""
+    left_out: int = 0
+    """Tokens of file context a completion left out because they were not decoded yet."""
 
     def as_stats(self) -> dict[str, Any]:
         out = {
@@ -58,13 +60,39 @@ class Outcome:
         }
         if self.retrieved is not None:
             out["retrievedTokens"] = self.retrieved.tokens
+        if self.left_out:
+            out["contextTokensLeftOut"] = self.left_out
         return out
 
 
 def completion_target(project: Project, doc: Document, window: Window) -> list[list[int]]:
-    layout = project.layout()
-    tail = layout.completion_tail(project.display_path(doc), window.prefix, window.suffix)
-    return [*project.segments(exclude=doc), tail]
+    """The whole context of a completion at `window`: every file but `doc`, then the request."""
+    return [*project.segments(exclude=doc), _completion_tail(project, doc, window)]
+
+
+def _completion_tail(project: Project, doc: Document, window: Window) -> list[int]:
+    return project.layout().completion_tail(project.display_path(doc), window.prefix, window.suffix)
+
+
+def within_reach(segments: list[list[int]], kept: int, wait: int) -> tuple[list[list[int]], int]:
+    """The file segments cut `wait` tokens past the `kept` ones the cache holds, and how many tokens
+    that leaves out. After a cold start, an edit far up the context or a checkout, most of the
+    context is still to be decoded (tens of seconds); a completion answers from what is there, and
+    the preload brings the rest in for the next one. The first segment (the head) always stays."""
+    total = sum(map(len, segments))
+    cut = max(kept + wait, len(segments[0]) if segments else 0)
+    if cut >= total:
+        return segments, 0
+    out: list[list[int]] = []
+    start = 0
+    for segment in segments:
+        if start + len(segment) > cut:
+            if cut > start:
+                out.append(segment[: cut - start])
+            break
+        out.append(segment)
+        start += len(segment)
+    return out, total - cut
 
 
 def _prefill(session: Session, target: list[list[int]], seq: int = 0) -> tuple[UpdateStats, float]:
@@ -76,8 +104,11 @@ def _prefill(session: Session, target: list[list[int]], seq: int = 0) -> tuple[U
 
 
 def complete(session: Session, project: Project, doc: Document, window: Window, options: Options) -> Outcome:
-    """An inline completion at the cursor between window.prefix and window.suffix."""
-    stats, prefill_ms = _prefill(session, completion_target(project, doc, window))
+    """An inline completion at the cursor between window.prefix and window.suffix, over the file
+    context within `options.completion_wait_tokens` of what the cache holds."""
+    files = project.segments(exclude=doc)
+    files, left_out = within_reach(files, session.cache.reusable(files), options.completion_wait_tokens)
+    stats, prefill_ms = _prefill(session, [*files, _completion_tail(project, doc, window)])
     rule = StopRule.at(window)
     gen = generate(
         session.cache,
@@ -87,17 +118,21 @@ def complete(session: Session, project: Project, doc: Document, window: Window, 
         should_stop=rule.cut,
     )
     text = trim_suffix_overlap(gen.text, window.suffix)
-    return Outcome(text, gen.stop_reason, stats, prefill_ms, gen.first_token_ms, gen.total_ms, len(gen.tokens))
+    return Outcome(text, gen.stop_reason, stats, prefill_ms, gen.first_token_ms, gen.total_ms, len(gen.tokens),
+                   left_out=left_out)
 
 
-def preload(session: Session, target: Callable[[], list[list[int]]], done: Callable[[], None]) -> None:
+def preload(session: Session, project: Project, target: Callable[[], list[list[int]]], done: Callable[[], None]) -> None:
     """Bring the cache to the context the next request is expected to need; yields to requests.
 
-    An edit settled, so the chat's cached tail is stale from the edit on, and holding its cells
-    slows every completion (attention spans them). They are freed; the next question takes the
-    files from the completion's sequence again."""
+    When the files changed since the last question (an edit settled, files were opened or changed
+    on disk), the chat's cached tail is stale, and holding its cells slows every completion
+    (attention spans them). They are freed; the next question takes the files from the completion's
+    sequence again. A chat that already holds the current files keeps them for a follow-up."""
     try:
-        session.cache.drop(CHAT_SEQ)
+        files = project.segments()
+        if session.cache.cached_prefix(files, CHAT_SEQ) < sum(map(len, files)):
+            session.cache.drop(CHAT_SEQ)
         session.update(target())
     finally:
         done()

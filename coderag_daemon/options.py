@@ -29,6 +29,7 @@ class Options:
     max_completion_tokens: int = _setting(64, "Longest inline completion, in tokens.")
     max_chat_tokens: int = _setting(512, "Longest chat answer, in tokens.")
     completion_time_budget_ms: int = _setting(3000, "An inline completion stops generating after this long and returns what it has.")
+    completion_wait_tokens: int = _setting(128, "Tokens of file context not cached yet that an inline completion decodes before its own request; the files beyond are left out of it and preloaded for the next one (after a cold start, an edit far up the context, a checkout). A large value makes every completion wait for the whole context.")
     retrieval_tokens: int = _setting(768, "Tokens of code retrieved from the workspace index into a chat request (after the cached context); 0 turns retrieval off.")
     ignore_globs: list[str] = field(default_factory=list, metadata={"help": "Extra gitignore-style patterns for files that never enter the context."})
     max_file_kib: int = _setting(512, "Files larger than this are skipped.")
@@ -46,6 +47,7 @@ _LIMITS: dict[str, tuple[int, int]] = {
     "n_ctx": (512, 131072), "threads": (0, 256), "checkpoint_interval": (16, 65536),
     "checkpoint_memory_mib": (0, 65536), "preload_delay_ms": (0, 60000), "context_tokens": (256, 131072),
     "max_completion_tokens": (1, 4096), "max_chat_tokens": (1, 16384), "completion_time_budget_ms": (100, 60000),
+    "completion_wait_tokens": (0, 131072),
     "retrieval_tokens": (0, 16384),
     "max_file_kib": (1, 65536),
 }
@@ -56,7 +58,8 @@ _ALIASES = {
     "checkpointMemoryMiB": "checkpoint_memory_mib", "checkpointMemoryMib": "checkpoint_memory_mib",
     "preloadDelayMs": "preload_delay_ms", "contextTokens": "context_tokens",
     "maxCompletionTokens": "max_completion_tokens", "maxChatTokens": "max_chat_tokens",
-    "completionTimeBudgetMs": "completion_time_budget_ms", "retrievalTokens": "retrieval_tokens",
+    "completionTimeBudgetMs": "completion_time_budget_ms", "completionWaitTokens": "completion_wait_tokens",
+    "retrievalTokens": "retrieval_tokens",
     "ignoreGlobs": "ignore_globs", "maxFileKiB": "max_file_kib",
     "maxFileKib": "max_file_kib",
 }

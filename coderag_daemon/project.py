@@ -1,5 +1,5 @@
 """The workspace as the daemon sees it: documents, which files may enter the context, the context
-order, and the position of the last edit (where a preload expects the next completion).
+order, and the cursor of the last edit or completion (where a preload expects the next completion).
 
 The LSP event loop changes it (cheap: text and order only) and the model worker reads it (the
 expensive part, tokenizing changed files, happens in `ContextPolicy.segments` on the worker). One
@@ -37,7 +37,8 @@ class Project:
         self.admission = AdmissionPolicy(options=_admission_options(options))
         self.options = options
         self.context: ContextPolicy | None = None
-        self.last_edit: Cursor | None = None
+        self.cursor: Cursor | None = None
+        """Where the next completion is expected: the last edit, or the last completion asked for."""
         self._order: dict[str, None] = {}  # context paths, LRU order; survives a model change
 
     # --- configuration ----------------------------------------------------------------------------
@@ -85,10 +86,19 @@ class Project:
             doc = self.documents.change(uri, version, changes)
             if changes and changes[-1].range is not None:
                 start = changes[-1].range[0]
-                self.last_edit = Cursor(uri, doc.offset_at(start) + len(changes[-1].text))
+                self.cursor = Cursor(uri, doc.offset_at(start) + len(changes[-1].text))
             if self._admitted(doc):
                 self._enter(doc, edited=True)
             return doc
+
+    def completion_asked(self, uri: str, offset: int) -> None:
+        with self.lock:
+            self.cursor = Cursor(uri, offset)
+
+    def holds(self, doc: Document) -> bool:
+        """Whether `doc` is one of the context's files."""
+        with self.lock:
+            return doc.path is not None and self._key(doc) in self._order
 
     def saved(self, uri: str, text: str | None) -> None:
         with self.lock:
@@ -111,25 +121,35 @@ class Project:
 
     # --- disk events (watcher thread or event loop) -----------------------------------------------
 
-    def disk_changed(self, path: str) -> None:
+    # Each returns whether the context may have changed, so that the cache is brought up to date.
+
+    def disk_changed(self, path: str) -> bool:
         """Re-read a context file that the editor does not hold open; the editor's buffer wins."""
         with self.lock:
-            if str(Path(path)) not in self._order:
-                return
+            key = str(Path(path))
+            if key not in self._order:
+                return False
+            before = self._document_at(key)
+            old_text = before.text if before is not None else None
             doc = self.documents.refresh_from_disk(path)
             if doc is None:
                 self._leave(Path(path))
-            elif doc.source == "disk" and self.context is not None:
+                return True
+            if doc.source != "disk" or doc.text == old_text:
+                return False
+            if self.context is not None:
                 self.context.update_text(self.display_path(doc), doc.text)
+            return True
 
-    def disk_deleted(self, path: str) -> None:
+    def disk_deleted(self, path: str) -> bool:
         with self.lock:
-            for key in self._keys_under(path):
-                doc = self._document_at(key)
-                if doc is None or doc.source == "disk":
-                    self._leave(Path(key))
+            left = [key for key in self._keys_under(path)
+                    if (doc := self._document_at(key)) is None or doc.source == "disk"]
+            for key in left:
+                self._leave(Path(key))
+            return bool(left)
 
-    def disk_moved(self, src: str, dst: str) -> None:
+    def disk_moved(self, src: str, dst: str) -> bool:
         with self.lock:
             old_prefix, new_prefix = str(Path(src)), str(Path(dst))
             renamed = {key: new_prefix + key[len(old_prefix):] for key in self._keys_under(src)}
@@ -140,6 +160,7 @@ class Project:
                     self.context.rename(self.admission.display_path(Path(old_key)), self.admission.display_path(Path(new_key)))
                 if not self.admission.check_location(new_key):
                     self._leave(Path(new_key))
+            return bool(renamed)
 
     # --- reading ----------------------------------------------------------------------------------
 

@@ -65,8 +65,10 @@ class CoderagServer(LanguageServer):
         self.worker.load(path, self.options.engine_options())
 
     def _model_loaded(self, model: Any) -> None:
-        """On the worker thread, once a model is in: lay the context out for its vocabulary."""
+        """On the worker thread, once a model is in: lay the context out for its vocabulary, and
+        warm the cache with the files already open."""
         self.project.set_layout(detect_layout(model, self.options.prompt_options()))
+        self.call_soon(self.schedule_preload)
 
     # --- talking to the client from any thread --------------------------------------------------
 
@@ -112,16 +114,20 @@ class CoderagServer(LanguageServer):
             progress.finish()
 
     def schedule_preload(self) -> None:
-        cursor = self.project.last_edit
-        if cursor is None:
+        """The context changed (or a completion left part of it out): once things are quiet, bring
+        the cache to what the next request is expected to need, a completion at the cursor of the
+        last edit or completion, or, before there is one, the files alone. On the event loop."""
+        cursor = self.project.cursor
+        doc = self.project.documents.get(cursor.uri) if cursor is not None else None
+        if cursor is not None and doc is not None:
+            window = self.windows.window(cursor.uri, doc.text, min(cursor.offset, len(doc.text)))
+            target = functools.partial(jobs.completion_target, self.project, doc, window)
+        elif self.project.context_paths():
+            target = self.project.segments
+        else:
             return
-        doc = self.project.documents.get(cursor.uri)
-        if doc is None:
-            return
-        window = self.windows.window(cursor.uri, doc.text, min(cursor.offset, len(doc.text)))
-        target = functools.partial(jobs.completion_target, self.project, doc, window)
         progress = WorkProgress(self, "coderag: preloading")
-        self.worker.schedule_preload(functools.partial(jobs.preload, target=target, done=progress.finish),
+        self.worker.schedule_preload(functools.partial(jobs.preload, project=self.project, target=target, done=progress.finish),
                                      self.options.preload_delay_ms / 1000, progress=progress)
 
     # --- configuration ------------------------------------------------------------------------------
@@ -170,9 +176,10 @@ class CoderagServer(LanguageServer):
                                    on_move=self._disk(project.disk_moved, self.index.move))
         self.watcher.start()
 
-    def _disk(self, handler: Callable[..., None], index: Callable[..., None]) -> Callable[..., None]:
+    def _disk(self, handler: Callable[..., bool], index: Callable[..., None]) -> Callable[..., None]:
         def on_event(*paths: str) -> None:
-            handler(*paths)
+            if handler(*paths):
+                self.call_soon(self.schedule_preload)
             index(*paths)
             self.shown.clear()
             log.info("changed on disk: %s", " -> ".join(paths))
@@ -326,7 +333,10 @@ def build_server(options: Options) -> CoderagServer:
     @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
     def did_open(ls: CoderagServer, params: types.DidOpenTextDocumentParams) -> None:
         d = params.text_document
-        ls.index_document(ls.project.opened(d.uri, d.text, d.version, d.language_id))
+        doc = ls.project.opened(d.uri, d.text, d.version, d.language_id)
+        ls.index_document(doc)
+        if ls.project.holds(doc):
+            ls.schedule_preload()
 
     @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
     def did_change(ls: CoderagServer, params: types.DidChangeTextDocumentParams) -> None:
@@ -375,6 +385,9 @@ def build_server(options: Options) -> CoderagServer:
         if cached is not None:
             return _items(cached, params.position)
         window = ls.windows.window(uri, doc.text, offset)
+        ls.project.completion_asked(uri, offset)
+        if ls.worker.preload_pending():
+            ls.schedule_preload()  # aimed at this completion now, not at what was expected before
         previous = ls._completion_cancel.pop(uri, None)
         if previous is not None:
             previous.set()  # a newer request for the same document supersedes it
@@ -383,6 +396,8 @@ def build_server(options: Options) -> CoderagServer:
             functools.partial(jobs.complete, project=ls.project, doc=doc, window=window, options=ls.options),
             label="completion", cancel=cancel)
         ls._completion_cancel.pop(uri, None)
+        if outcome.left_out:
+            ls.schedule_preload()  # the files it left out, for the next completion
         ls.shown.remember(uri, before, after, outcome.text)
         ls.worker.report_request({"kind": "completion", **outcome.as_stats()})
         log.info("completion: %s", outcome.as_stats())

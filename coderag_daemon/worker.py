@@ -4,7 +4,8 @@ llama.cpp contexts are not shared between threads, and a prefill takes seconds, 
 runs here, never on the LSP event loop. Interactive jobs (completion, chat) run first, in order; a
 preload runs only when nothing interactive waits, and gives way within one batch when an interactive
 job arrives (the engine polls `interrupted()` between batches). A preload that gave way is dropped:
-the interactive job brings the cache to its own target, and the next edit schedules a new preload.
+the interactive job brings the cache to its own target, and the next change of the context (or a
+completion that left part of it out) schedules a new preload.
 """
 
 from __future__ import annotations
@@ -164,6 +165,11 @@ class ModelWorker:
                 self._preload[1].cancel.set()
             self._preload = (time.monotonic() + delay, Job(fn, interactive=False, label=label, progress=progress))
             self._cond.notify()
+
+    def preload_pending(self) -> bool:
+        """A preload waits for its quiet time (it has not started)."""
+        with self._cond:
+            return self._preload is not None
 
     def status(self) -> Status:
         with self._cond:

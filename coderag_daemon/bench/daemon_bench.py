@@ -122,9 +122,11 @@ async def _run(args: argparse.Namespace) -> int:
     layout = detect_layout(tokenizer)
     s = Session()
     # room for all six files and their growth: no file leaves the context during the session (the
-    # fixed-order client keeps them all too); evicting the first file would reprocess everything
+    # fixed-order client keeps them all too); evicting the first file would reprocess everything.
+    # Every completion waits for the whole context, as the fixed-order client's prompts hold it.
     await s.client.start_io(sys.executable, "-m", "coderag_daemon", "--model", model_path, "--threads", str(args.threads),
-                            "--context-tokens", "12288", "--n-ctx", "16384", "--log-level", "WARNING")
+                            "--context-tokens", "12288", "--n-ctx", "16384", "--log-level", "WARNING",
+                            "--completion-wait-tokens", "131072")
     try:
         await s.client.initialize_async(types.InitializeParams(
             capabilities=types.ClientCapabilities(), workspace_folders=[types.WorkspaceFolder(uri=path_to_uri(root), name="tasktrack")]))

@@ -104,7 +104,9 @@ def _line(label: str, seconds: float, figures: dict[str, Any]) -> str:
     return (f"  {label}: {seconds:.2f}s end to end | {figures.get('tokensReprocessed', '?')} of "
             f"{figures.get('tokensInContext', '?')} tokens reprocessed ({figures.get('restoreKind', '?')}) | "
             f"prefill {figures.get('prefillMs', 0) / 1000:.2f}s, first token {figures.get('timeToFirstTokenMs', 0) / 1000:.2f}s, "
-            f"{figures.get('tokensGenerated', 0)} tokens generated in {figures.get('generationMs', 0) / 1000:.2f}s")
+            f"{figures.get('tokensGenerated', 0)} tokens generated in {figures.get('generationMs', 0) / 1000:.2f}s"
+            + (f" | {figures['contextTokensLeftOut']} tokens of context left out (not decoded yet)"
+               if figures.get("contextTokensLeftOut") else ""))
 
 
 async def _run(args: argparse.Namespace) -> int:
@@ -142,9 +144,14 @@ async def _run(args: argparse.Namespace) -> int:
         while not lines[body].strip().startswith(('"""', "'''")) and body < len(lines) - 1:
             body += 1
         insert_at = next(i for i in range(body + 1, len(lines)) if lines[i].strip().endswith('"""')) + 1
-        print("3. First request warms the cache (full prefill of the file context):")
+        print("3. The daemon decodes the open files in the background; a completion asked at once answers from")
+        print("   what is decoded so far, leaving the rest of the context out of it:")
         _, seconds, figures = await s.complete(uris[-1], 5, 0)
         print(_line("completion in notifications.py", seconds, figures))
+        t0 = time.perf_counter()
+        await s.settle()
+        print(f"   ...the background prefill of the whole context finished {time.perf_counter() - t0:.1f}s later "
+              f"({s.status[-1].get('tokensCached')} tokens cached)")
 
         print(f"4. Edit in the middle file ({FILES[mid]}, line {insert_at + 1}): it moves to the tail of the context")
         indent = " " * (len(lines[insert_at]) - len(lines[insert_at].lstrip()))

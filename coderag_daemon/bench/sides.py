@@ -89,10 +89,12 @@ class DaemonSide:
     async def start(self, workload: Workload) -> None:
         workload.write(self.work)
         o = self.options
+        # every completion waits for the whole context, as every other side's prompt holds it
         await self.session.client.start_io(
             sys.executable, "-m", "coderag_daemon", "--model", str(self.model), "--threads", str(o.threads),
             "--n-ctx", str(o.n_ctx), "--context-tokens", str(o.context_tokens), "--log-level", "WARNING",
-            "--max-completion-tokens", str(o.completion_tokens), "--max-chat-tokens", str(o.chat_tokens))
+            "--max-completion-tokens", str(o.completion_tokens), "--max-chat-tokens", str(o.chat_tokens),
+            "--completion-wait-tokens", "131072")
         await self.session.client.initialize_async(types.InitializeParams(
             capabilities=types.ClientCapabilities(),
             workspace_folders=[types.WorkspaceFolder(uri=path_to_uri(self.work), name=self.work.name)]))

@@ -128,11 +128,21 @@ class ContextCache:
         """Tokens of the sequence last updated (read-only for callers)."""
         return self._seq.tokens
 
-    def cached_prefix(self, segments: Sequence[Sequence[int]]) -> int:
-        """How many leading tokens of the concatenated segments some sequence holds (decoded, so
-        an update would keep them)."""
+    def cached_prefix(self, segments: Sequence[Sequence[int]], seq: int | None = None) -> int:
+        """How many leading tokens of the concatenated segments sequence `seq` (by default, some
+        sequence) holds, decoded, so an update would keep them."""
         target = list(itertools.chain.from_iterable(segments))
-        return max(common_prefix(s.tokens, target) for s in self._seqs)
+        seqs = self._seqs if seq is None else [self._seqs[min(max(seq, 0), self.n_seq - 1)]]
+        return max(common_prefix(s.tokens, target) for s in seqs)
+
+    def reusable(self, segments: Sequence[Sequence[int]]) -> int:
+        """How many leading tokens of the concatenated segments an update would keep rather than
+        decode: the cached prefix where the strategy can cut there, else the nearest checkpoint
+        before it. Lets a request leave out context that is not decoded yet."""
+        p = self.cached_prefix(segments)
+        if p >= len(self._seq.tokens) or self._can_truncate(p):
+            return p
+        return next((c.pos for c in self.checkpoints.candidates(p)), 0)
 
     @property
     def cells_used(self) -> int:

@@ -71,6 +71,8 @@ reloads it."
                                :maxChatTokens)
                         (const :tag "Completion time budget (ms)"
                                :completionTimeBudgetMs)
+                        (const :tag "Context a completion waits for (tokens)"
+                               :completionWaitTokens)
                         (const :tag "Retrieved code in a chat request (tokens)"
                                :retrievalTokens)
                         (const :tag "Extra ignore globs (strings)"

@@ -18,8 +18,11 @@ from coderag_daemon.documents import path_to_uri
 from fixtures.tiny_models import tiny_model_path
 
 SAMPLE = Path(__file__).resolve().parents[2] / "fixtures" / "sample_project"
+# Completions wait for the whole context, so what a test sees never depends on how far a background
+# preload got; tests of the cut ask for it in their settings.
 SERVER = [sys.executable, "-m", "coderag_daemon", "--model", str(tiny_model_path("dense")), "--threads", "1",
-          "--n-ctx", "4096", "--context-tokens", "2500", "--preload-delay-ms", "100", "--log-level", "INFO"]
+          "--n-ctx", "4096", "--context-tokens", "2500", "--preload-delay-ms", "100", "--log-level", "INFO",
+          "--completion-wait-tokens", "131072"]
 
 
 class Recorder:

@@ -149,6 +149,56 @@ async def test_completion_preempts_a_preload(client: LanguageClient, workspace: 
     assert "busy" in states[states.index("preloading"):]
 
 
+async def test_open_files_are_decoded_in_the_background(client: LanguageClient, workspace: Path) -> None:
+    for name in ("config.py", "auth.py"):
+        open_file(client, workspace / "tasktrack" / name)
+    await until(lambda: any(s["state"] == "preloading" for s in client.recorder.status), what="a preload")
+    await until(lambda: client.recorder.status[-1]["state"] == "ready", what="ready")
+    context = await request(client, "coderag/context", {})
+    assert [f["cached"] for f in context["files"]] == [True, True], context
+
+
+async def test_a_question_before_the_warm_up_keeps_its_cells(client: LanguageClient, workspace: Path) -> None:
+    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings={"preloadDelayMs": 1500}))
+    for name in ("config.py", "auth.py"):
+        open_file(client, workspace / "tasktrack" / name)
+    asked = await request(client, "coderag/chat", {"question": "What does config.py hold?"})
+    # the warm-up after the opens finds the files in the chat's cells: it takes them from there, and
+    # leaves the chat's own, since nothing changed since the question
+    await until(lambda: any(s["state"] == "preloading" for s in client.recorder.status), what="the warm-up")
+    await until(lambda: client.recorder.status[-1]["state"] == "ready", what="ready")
+    assert client.recorder.status[-1]["last"]["tokensReprocessed"] <= 1, client.recorder.status[-1]  # the last one, for its logits
+    history = [{"role": "user", "content": "What does config.py hold?"}, {"role": "assistant", "content": asked["answer"]}]
+    again = await request(client, "coderag/chat", {"question": "And auth.py?", "history": history})
+    assert again["stats"]["tokensKept"] > sum(f["tokens"] for f in (await request(client, "coderag/context", {}))["files"])
+
+
+async def test_a_completion_does_not_wait_for_files_still_to_decode(client: LanguageClient, workspace: Path) -> None:
+    # a long preload delay keeps the warm-up from starting before the request
+    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(
+        settings={"completionWaitTokens": 0, "preloadDelayMs": 1500}))
+    pkg = workspace / "tasktrack"
+    for name in ("config.py", "auth.py"):
+        open_file(client, pkg / name)
+    uri = open_file(client, pkg / "scheduler.py")
+    files = (await request(client, "coderag/context", {}))["files"]
+    others = sum(f["tokens"] for f in files if f["path"] != "tasktrack/scheduler.py")
+
+    def figures(seq: int) -> dict[str, Any] | None:
+        return next((s["lastRequest"] for s in client.recorder.status if s.get("lastRequest", {}).get("seq") == seq), None)
+
+    await client.text_document_inline_completion_async(inline_params(uri, 10, 0))
+    first = await until(lambda: figures(1), what="the first completion's figures")
+    assert first["contextTokensLeftOut"] == others, (first, files)  # nothing was decoded: only the head stays
+
+    # the completion asked for a preload of what it left out; afterwards nothing is left out
+    await until(lambda: any(s["state"] == "preloading" for s in client.recorder.status), what="a preload")
+    await until(lambda: client.recorder.status[-1]["state"] == "ready", what="ready")
+    await client.text_document_inline_completion_async(inline_params(uri, 12, 0))
+    second = await until(lambda: figures(2), what="the second completion's figures")
+    assert "contextTokensLeftOut" not in second and second["tokensKept"] > others, second
+
+
 async def test_file_changed_on_disk_is_reread(client: LanguageClient, workspace: Path) -> None:
     path = workspace / "tasktrack" / "cli.py"
     uri = open_file(client, path)
@@ -170,6 +220,20 @@ async def test_file_changed_on_disk_is_reread(client: LanguageClient, workspace:
             break
         await asyncio.sleep(0.05)
     assert "tasktrack/cli.py" not in await context_paths(client)
+
+
+async def test_a_file_changed_on_disk_is_decoded_again_in_the_background(client: LanguageClient, workspace: Path) -> None:
+    path = workspace / "tasktrack" / "cli.py"
+    uri = open_file(client, path)
+    client.text_document_did_close(types.DidCloseTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=uri)))
+    await until(lambda: any(s["state"] == "preloading" for s in client.recorder.status), what="the warm-up")
+    await until(lambda: client.recorder.status[-1]["state"] == "ready", what="ready")
+    seen = len(client.recorder.status)
+    path.write_text(path.read_text() + "\n# changed by another tool\n")
+    await until(lambda: any(s["state"] == "preloading" for s in client.recorder.status[seen:]), what="a preload after the change")
+    await until(lambda: client.recorder.status[-1]["state"] == "ready", what="ready")
+    (cli,) = (await request(client, "coderag/context", {}))["files"]
+    assert cli["cached"] and client.recorder.status[-1]["last"]["tokensReprocessed"] > 0, cli
 
 
 async def test_bad_input_gets_errors_and_the_server_stays_up(client: LanguageClient, workspace: Path) -> None:

@@ -53,6 +53,24 @@ def test_a_deleted_directory_leaves(root: Path) -> None:
     assert paths(project) == ["a.py", "pkgx.py"]  # a sibling sharing the name's prefix stays
 
 
+def test_disk_events_say_whether_the_context_changed(root: Path) -> None:
+    """The daemon refreshes the cache after the ones that did, and only after those."""
+    project = project_with(root, ["a.py", "b.py"])
+    other = write(root / "notes.py", "# not in the context\n")
+    assert project.disk_changed(str(other)) is False
+    assert project.disk_changed(str(root / "a.py")) is False  # touched, same text
+    write(root / "a.py", "# a.py, rewritten by a formatter\n")
+    assert project.disk_changed(str(root / "a.py")) is True
+    uri = path_to_uri(root / "b.py")
+    project.opened(uri, "# b.py in the editor\n", 2, "python")
+    write(root / "b.py", "# b.py changed on disk\n")
+    assert project.disk_changed(str(root / "b.py")) is False  # the editor's buffer wins
+    assert project.disk_deleted(str(other)) is False
+    assert project.disk_moved(str(root / "a.py"), str(root / "c.py")) is True
+    assert project.disk_deleted(str(root / "c.py")) is True
+    assert paths(project) == ["b.py"]
+
+
 def test_the_file_context_leaves_room_for_a_request_in_n_ctx(root: Path) -> None:
     model = Model(tiny_model_path("dense"))
     for n_ctx, context_tokens in ((4096, 8000), (8192, 6144), (65536, 6144)):

@@ -20,6 +20,7 @@ export const DAEMON_SETTINGS = [
   'maxCompletionTokens',
   'maxChatTokens',
   'completionTimeBudgetMs',
+  'completionWaitTokens',
   'retrievalTokens',
   'ignoreGlobs',
   'maxFileKiB',

@@ -47,12 +47,20 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
     for f in fields(Options):
         flag = "--" + f.name.replace("_", "-")
         if f.name == "ignore_globs":
-            parser.add_argument("--ignore", dest=f.name, action="append", default=[], metavar="GLOB", help=f.metadata["help"])
+            parser.add_argument("--ignore", dest=f.name, action="append", default=[], metavar="GLOB", type=_glob,
+                                help=f.metadata["help"])
         elif f.name == "model":
             parser.add_argument(flag, default=None, metavar="PATH", help=f.metadata["help"])
         else:
             parser.add_argument(flag, type=_bounded(f.name), default=f.default, metavar="N",
                                 help=f"{f.metadata['help']} (default: %(default)s)")
+
+
+def _glob(text: str) -> str:
+    problem = check_setting("ignore_globs", [text])
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return text
 
 
 def _bounded(name: str) -> Callable[[str], int]:

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field, fields
+import re
 from typing import Any
+
+from pathspec import GitIgnoreSpec
 
 from .engine import EngineOptions
 from .engine.options import MIB
@@ -93,8 +96,13 @@ def check_setting(name: str, value: Any) -> str | None:
     if name == "model":
         return None if value is None or (isinstance(value, str) and value.strip()) else "must be a file path or null"
     if name == "ignore_globs":
-        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
-        return None if ok else "must be a list of strings"
+        if not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+            return "must be a list of strings"
+        try:
+            GitIgnoreSpec.from_lines(value)
+        except (ValueError, re.error) as exc:  # pathspec's pattern errors are ValueErrors
+            return f"not a valid gitignore pattern: {exc}"
+        return None
     if not isinstance(value, int) or isinstance(value, bool):
         return f"must be a whole number, got {value!r}"
     low, high = _LIMITS[name]

@@ -32,6 +32,9 @@ log = logging.getLogger("coderag_daemon.server")
 
 # Settings that need a new llama context when they change.
 _ENGINE_SETTINGS = ("model", "n_ctx", "threads", "checkpoint_interval", "checkpoint_memory_mib")
+_PROJECT_SETTINGS = {"ignore_globs", "max_file_kib", "n_ctx", "context_tokens", "retrieval_tokens", "max_chat_tokens",
+                     "max_completion_tokens"}
+"""What the file context's rules and budget depend on (the budget keeps room in n_ctx for a request)."""
 
 
 class CoderagServer(LanguageServer):
@@ -139,7 +142,7 @@ class CoderagServer(LanguageServer):
         old, self.options = self.options, new
         changed = {f.name for f in dataclasses.fields(Options) if getattr(old, f.name) != getattr(new, f.name)}
         admission = changed & {"ignore_globs", "max_file_kib"}
-        if admission or changed & {"context_tokens", "retrieval_tokens", "max_chat_tokens", "max_completion_tokens"}:
+        if changed & _PROJECT_SETTINGS:
             self.project.reconfigure(new)
         if admission:  # new rules for which files may be read: the watcher and the index follow them
             self.restart_watcher()

@@ -10,6 +10,8 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 from pytest_lsp import ClientServerConfig, LanguageClient
 
+from coderag_daemon.server import plain
+
 from .conftest import SERVER, open_file, start, until
 
 BROKEN = Path(__file__).with_name("not-a-model.gguf")
@@ -75,3 +77,30 @@ async def test_ignore_patterns_from_the_editor_apply(misconfigured: LanguageClie
     open_file(misconfigured, workspace / "tasktrack" / "auth.py")
     result = await misconfigured.protocol.send_request_async("coderag/context", {})
     assert [f.path for f in result.files] == ["tasktrack/auth.py"]
+
+
+@pytest_lsp.fixture(config=ClientServerConfig(server_command=SERVER))
+async def small_window(lsp_client: LanguageClient, workspace: Path):
+    await start(lsp_client, workspace, {"nCtx": 1024, "ignoreGlobs": ["!"]})
+    yield
+    await lsp_client.shutdown_session()
+
+
+async def test_a_bad_ignore_pattern_is_reported_and_the_rest_applies(small_window: LanguageClient, workspace: Path) -> None:
+    assert any("'ignoreGlobs'" in m.message and "gitignore pattern" in m.message for m in small_window.messages)
+    small_window.workspace_did_change_configuration(types.DidChangeConfigurationParams(
+        settings={"ignoreGlobs": ["[z-a]"], "maxFileKiB": 1}))
+    await until(lambda: any("z-a" in m.message for m in small_window.messages), what="a message about the pattern")
+    big = workspace / "tasktrack" / "big.py"
+    big.write_text("x = 1\n" * 400)
+    open_file(small_window, big)  # 2.4 KiB: left out, so the other setting was applied
+    files = plain(await small_window.protocol.send_request_async("coderag/context", {}))["files"]
+    assert files == []
+
+
+async def test_n_ctx_from_the_editor_sizes_the_file_context(small_window: LanguageClient, workspace: Path) -> None:
+    assert small_window.recorder.status[-1]["nCtx"] == 1024  # the flag said 4096
+    for name in ("config.py", "auth.py", "scheduler.py"):
+        open_file(small_window, workspace / "tasktrack" / name)
+    result = plain(await small_window.protocol.send_request_async("coderag/chat", {"question": "What is in config.py?"}))
+    assert result["stats"]["tokensInContext"] + result["stats"]["tokensGenerated"] <= 1024

@@ -1,6 +1,7 @@
 """A scripted editor session against the real daemon, over LSP on stdio, exactly as an editor talks
-to it: open files of the sample project, edit a file in the middle of the context, ask for an inline
-completion, edit it again, ask a question about the project. Prints what happened, with timings and
+to it: open files of the sample project and ask for a completion while they are still being decoded,
+edit a file in the middle of the context, ask for an inline completion, edit it again, ask a question
+about the project. Prints what happened, with timings and
 tokens reprocessed. This is the README's main job (`make demo`)."""
 
 from __future__ import annotations

@@ -32,15 +32,25 @@ SKIPPED_DIR_NAMES = frozenset(
 )  # fmt: skip
 SKIPPED_DIR_GLOBS = ("*.egg-info",)
 SECRET_NAME_GLOBS = (
-    ".env", ".env.*", "*.pem", "*.key", "id_rsa*", "id_ed25519*", "*.p12", "*.pfx",
-    ".npmrc", ".pypirc", ".netrc", "credentials*", "*secret*",
+    ".env", ".env.*", "*.pem", "*.key", "id_rsa*", "id_ed25519*", "id_ecdsa*", "id_dsa*",
+    "*.p12", "*.pfx", "*.jks", "*.keystore",
+    ".npmrc", ".pypirc", ".netrc", ".pgpass", ".htpasswd", "credentials*", "*secret*",
 )  # fmt: skip
+SECRET_NAME_REGEX = r"id_[^.]*\Z"
+"""SSH key files under any name ssh-keygen suggests (``id_<anything>``, no extension); a
+``.pub`` or a source file such as ``id_utils.py`` is not one."""
 EDITOR_TEMP_GLOBS = (".#*", "#*#", "*~", ".*.sw?")
 """Lock, autosave, backup and swap files that editors write beside the files being edited."""
 
 HEAD_BYTES = 8192
-"""How much of a file is sniffed for binary content; a file whose tail is not
-UTF-8 is caught later when the document store reads it."""
+"""How much of a file is sniffed for binary content and private keys; a file whose
+tail is not UTF-8 is caught later when the document store reads it."""
+
+_PRIVATE_KEY = "-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----"
+"""PEM, OpenSSH and PGP private keys: whatever the file is called (a deploy key, a cloud
+service account's JSON), it must not reach the model."""
+_PRIVATE_KEY_TEXT = re.compile(_PRIVATE_KEY)
+_PRIVATE_KEY_BYTES = re.compile(_PRIVATE_KEY.encode())
 
 MAX_LOGGED_SKIPS = 10_000
 
@@ -50,7 +60,7 @@ def _glob_regex(globs: Iterable[str]) -> re.Pattern[str]:
 
 
 _SKIPPED_DIR_RE = _glob_regex(SKIPPED_DIR_GLOBS)
-_SECRET_RE = _glob_regex(SECRET_NAME_GLOBS)
+_SECRET_RE = re.compile(f"{_glob_regex(SECRET_NAME_GLOBS).pattern}|{SECRET_NAME_REGEX}", re.IGNORECASE)
 _EDITOR_TEMP_RE = _glob_regex(EDITOR_TEMP_GLOBS)
 
 
@@ -117,22 +127,26 @@ class AdmissionPolicy:
         location = self.check_location(path)
         return self.check_content(path) if location else location
 
-    def check_location(self, path: str | os.PathLike[str], *, is_dir: bool = False) -> Admission:
+    def check_location(self, path: str | os.PathLike[str], *, is_dir: bool = False, follow_symlinks: bool = True) -> Admission:
         """Path rules only: inside a root (after resolving symlinks), not skipped, not ignored, not secret.
 
         The rules apply to the resolved path and, when a symlink was involved and
-        the path as given is also inside a root, to that path too.
+        the path as given is also inside a root, to that path too. Without
+        ``follow_symlinks`` they apply to the path as given only: whether the
+        name is in view, wherever it points.
         """
         given = Path(os.path.abspath(path))
-        try:
-            real = given.resolve()
-        except (OSError, RuntimeError) as exc:  # RuntimeError: symlink loop
-            return self._refuse(given, f"unresolvable: {exc}")
-        candidates = [real] if real == given else [real, given]
-        for candidate in candidates:
+        candidates = [given]
+        if follow_symlinks:
+            try:
+                real = given.resolve()
+            except (OSError, RuntimeError) as exc:  # RuntimeError: symlink loop
+                return self._refuse(given, f"unresolvable: {exc}")
+            candidates = [real] if real == given else [real, given]
+        for first, candidate in zip((True, False), candidates):
             root = self.root_of(candidate)
             if root is None:
-                if candidate is real:
+                if first:
                     return self._refuse(given, "outside the workspace roots")
                 continue
             refusal = self._location_refusal(root, candidate.relative_to(root).parts, is_dir)
@@ -141,7 +155,7 @@ class AdmissionPolicy:
         return ADMITTED
 
     def check_content(self, path: str | os.PathLike[str]) -> Admission:
-        """Content rules only: a regular file, not too large, no NUL byte, UTF-8 at least in its head."""
+        """Content rules only: a regular file, not too large, no NUL byte, UTF-8 and no private key at least in its head."""
         try:
             st = os.stat(path)
             if not stat.S_ISREG(st.st_mode):
@@ -158,12 +172,18 @@ class AdmissionPolicy:
             codecs.getincrementaldecoder("utf-8")().decode(head, final=len(head) < HEAD_BYTES)
         except UnicodeDecodeError:
             return self._refuse(path, "not UTF-8")
+        if _PRIVATE_KEY_BYTES.search(head):
+            return self._refuse(path, "contains a private key")
         return ADMITTED
 
     def check_text(self, path: str | os.PathLike[str], text: str) -> Admission:
-        """Content rules for text held in memory (an editor buffer): no NUL byte, not too large."""
-        if "\0" in text[:HEAD_BYTES]:
+        """Content rules for text held in memory (an editor buffer, a file read): no NUL byte, no
+        private key (both in the head, as on disk), not too large."""
+        head = text[:HEAD_BYTES]
+        if "\0" in head:
             return self._refuse(path, "binary (NUL byte)")
+        if _PRIVATE_KEY_TEXT.search(head):
+            return self._refuse(path, "contains a private key")
         if len(text) > self.options.max_file_bytes or len(text.encode("utf-8", "surrogatepass")) > self.options.max_file_bytes:
             return self._refuse(path, f"too large (over {self.options.max_file_bytes} bytes)")
         return ADMITTED

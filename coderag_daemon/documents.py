@@ -209,14 +209,19 @@ def _apply(index: _LineIndex, change: TextChange) -> _LineIndex:
     return index.edited(index.offset(start), index.offset(end), change.text)
 
 
-def _read_text(path: str) -> str | None:
-    """A file's text as strict UTF-8 (a BOM is dropped), None if it is not a readable UTF-8 file."""
+def _read_text(path: str, max_bytes: int | None) -> str | None:
+    """A file's text as strict UTF-8 (a BOM is dropped), None if it is not a readable UTF-8 file
+    or has more than ``max_bytes`` bytes (it may have grown since its size was checked)."""
     try:
         if not os.path.isfile(path):  # a FIFO would block the reader forever
             return None
-        data = Path(path).read_bytes()
+        with open(path, "rb") as f:
+            data = f.read(-1 if max_bytes is None else max_bytes + 1)
     except OSError as exc:
         logger.debug("cannot read %s: %s", path, exc)
+        return None
+    if max_bytes is not None and len(data) > max_bytes:
+        logger.info("skipping %s: too large (over %d bytes)", path, max_bytes)
         return None
     try:
         return data.decode("utf-8-sig")
@@ -292,17 +297,20 @@ class DocumentStore:
         self._bump()
         return doc
 
-    def load_from_disk(self, path: str | os.PathLike[str], language_id: str = "") -> Document | None:
+    def load_from_disk(self, path: str | os.PathLike[str], language_id: str = "", *,
+                       max_bytes: int | None = None) -> Document | None:
         """Add or re-read a disk-backed document; returns the open buffer untouched if there is one.
 
         Returns None (and forgets any stale copy) if the file is missing, not a
-        regular file or not UTF-8. Admission (size, secrets, ...) is the caller's check.
+        regular file, not UTF-8 or larger than ``max_bytes`` (never read past it).
+        Admission (location, secrets, binary content) is the caller's check, before
+        and after: see ``Project``.
         """
         key = os.path.abspath(path)
         old = self._docs.get(key)
         if old is not None and old.source == "editor":
             return old
-        text = _read_text(key)
+        text = _read_text(key, max_bytes)
         if text is None:
             if old is not None:
                 del self._docs[key]
@@ -314,12 +322,6 @@ class DocumentStore:
         doc = Document(path_to_uri(key), Path(key), text, None, "disk", language_id, self._bump())
         self._docs[key] = doc
         return doc
-
-    def refresh_from_disk(self, path: str | os.PathLike[str]) -> Document | None:
-        """Re-read a tracked disk document after it changed on disk; untracked paths are ignored."""
-        if os.path.abspath(path) not in self._docs:
-            return None
-        return self.load_from_disk(path)
 
     def remove(self, path: str | os.PathLike[str]) -> list[Document]:
         """Forget disk documents deleted on disk: the file, or everything under a directory."""
@@ -335,7 +337,7 @@ class DocumentStore:
         A moved document replaces a disk document at its destination, but an open
         editor buffer there wins and the moved copy is dropped. Moved documents go
         to the end of the iteration order. Contents are kept: a move over a file
-        whose content the caller cares about should be followed by a refresh.
+        whose content the caller cares about should be followed by a re-read.
         """
         old_key, new_key = os.path.abspath(old), os.path.abspath(new)
         keys = self._keys_under(old_key)

@@ -44,11 +44,16 @@ class Project:
     # --- configuration ----------------------------------------------------------------------------
 
     def set_roots(self, roots: Iterable[Path]) -> None:
+        """New workspace folders; the files of a removed one leave the context. The others are laid
+        out again: their display paths and the repository's name depend on the roots."""
         with self.lock:
             for root in list(self.admission.roots):
                 self.admission.remove_root(root)
             for root in roots:
                 self.admission.add_root(root)
+            self._recheck()
+            if self.context is not None:
+                self.set_layout(self.context.layout)
 
     @property
     def repo_name(self) -> str:
@@ -65,10 +70,12 @@ class Project:
                     self.context.open(self.display_path(doc), doc.text)
 
     def reconfigure(self, options: Options) -> None:
-        """New admission rules or budgets; the caller restarts the watcher on the new policy."""
+        """New admission rules or budgets; the files the new rules refuse leave the context. The
+        caller restarts the watcher on the new policy."""
         with self.lock:
             self.admission = AdmissionPolicy(self.admission.roots, _admission_options(options))
             self.options = options
+            self._recheck()
             if self.context is not None:
                 self.set_layout(dataclasses.replace(self.context.layout, options=options.prompt_options()))
 
@@ -77,8 +84,7 @@ class Project:
     def opened(self, uri: str, text: str, version: int, language_id: str) -> Document:
         with self.lock:
             doc = self.documents.open(uri, text, version, language_id)
-            if self._admitted(doc):
-                self._enter(doc)
+            self._sync(doc)
             return doc
 
     def changed(self, uri: str, version: int, changes: list[TextChange]) -> Document:
@@ -87,8 +93,7 @@ class Project:
             if changes and changes[-1].range is not None:
                 start = changes[-1].range[0]
                 self.cursor = Cursor(uri, doc.offset_at(start) + len(changes[-1].text))
-            if self._admitted(doc):
-                self._enter(doc, edited=True)
+            self._sync(doc, edited=True)
             return doc
 
     def completion_asked(self, uri: str, offset: int) -> None:
@@ -101,23 +106,17 @@ class Project:
             return doc.path is not None and self._key(doc) in self._order
 
     def saved(self, uri: str, text: str | None) -> None:
+        """The saved text is held to the same rules as an edit's, but keeps the file's place."""
         with self.lock:
-            doc = self.documents.save(uri, text)
-            if doc.path is not None and self._key(doc) in self._order and self.context is not None:
-                self.context.update_text(self.display_path(doc), doc.text)
+            self._sync(self.documents.save(uri, text))
 
     def closed(self, uri: str) -> None:
         """A closed file stays in the context (it was recently used, and removing it would shift
-        every file after it), now read from disk."""
+        every file after it), now read from disk, if the rules still admit the file there."""
         with self.lock:
             doc = self.documents.close(uri)
-            if doc.path is None or self._key(doc) not in self._order:
-                return
-            on_disk = self.documents.load_from_disk(doc.path)
-            if on_disk is None:
-                self._leave(doc.path)
-            elif self.context is not None:
-                self.context.update_text(self.display_path(on_disk), on_disk.text)
+            if doc.path is not None and self._key(doc) in self._order:
+                self._reload(doc.path, None)
 
     # --- disk events (watcher thread or event loop) -----------------------------------------------
 
@@ -126,31 +125,27 @@ class Project:
     def disk_changed(self, path: str) -> bool:
         """Re-read a context file that the editor does not hold open; the editor's buffer wins."""
         with self.lock:
+            rules_changed = self._rules_changed(path)
             key = str(Path(path))
-            if key not in self._order:
-                return False
             before = self._document_at(key)
-            old_text = before.text if before is not None else None
-            doc = self.documents.refresh_from_disk(path)
-            if doc is None:
-                self._leave(Path(path))
-                return True
-            if doc.source != "disk" or doc.text == old_text:
-                return False
-            if self.context is not None:
-                self.context.update_text(self.display_path(doc), doc.text)
-            return True
+            if key not in self._order or (before is not None and before.source == "editor"):
+                return rules_changed
+            return self._reload(Path(key), before.text if before is not None else None) or rules_changed
 
     def disk_deleted(self, path: str) -> bool:
+        """Files deleted, no longer admitted on disk, or now behind a symlink to a refused place:
+        disk copies leave; an open buffer stays unless its path is refused now."""
         with self.lock:
-            left = [key for key in self._keys_under(path)
-                    if (doc := self._document_at(key)) is None or doc.source == "disk"]
-            for key in left:
+            keys = self._keys_under(path)
+            gone = [key for key in keys if (doc := self._document_at(key)) is None or doc.source == "disk"]
+            for key in gone:
                 self._leave(Path(key))
-            return bool(left)
+            refused = self._recheck(keys)
+            return self._rules_changed(path) or bool(gone) or refused
 
     def disk_moved(self, src: str, dst: str) -> bool:
         with self.lock:
+            rules_changed = self._rules_changed(src, dst)
             old_prefix, new_prefix = str(Path(src)), str(Path(dst))
             renamed = {key: new_prefix + key[len(old_prefix):] for key in self._keys_under(src)}
             self.documents.rename(src, dst)
@@ -160,7 +155,7 @@ class Project:
                     self.context.rename(self.admission.display_path(Path(old_key)), self.admission.display_path(Path(new_key)))
                 if not self.admission.check_location(new_key):
                     self._leave(Path(new_key))
-            return bool(renamed)
+            return bool(renamed) or rules_changed
 
     # --- reading ----------------------------------------------------------------------------------
 
@@ -223,10 +218,57 @@ class Project:
     def _document_at(self, key: str) -> Document | None:
         return self.documents.get(path_to_uri(key))
 
-    def _admitted(self, doc: Document) -> bool:
-        """The admission rules, on the editor's text; each refusal is logged once by the policy."""
-        return doc.path is not None and bool(self.admission.check_location(doc.path)) and bool(
+    def _admitted(self, doc: Document | None) -> bool:
+        """The admission rules, on the document's path and the text the context would hold; each
+        refusal is logged once by the policy."""
+        return doc is not None and doc.path is not None and bool(self.admission.check_location(doc.path)) and bool(
             self.admission.check_text(doc.path, doc.text))
+
+    def _recheck(self, keys: Iterable[str] | None = None) -> bool:
+        """The one place where context files (all, or those of `keys`) that the current rules refuse
+        leave the context; the others keep their order. Returns whether any left."""
+        refused = [key for key in (list(self._order) if keys is None else keys)
+                   if key in self._order and not self._admitted(self._document_at(key))]
+        for key in refused:
+            self._leave(Path(key))
+        return bool(refused)
+
+    def _rules_changed(self, *paths: str) -> bool:
+        """After a ``.gitignore`` among `paths` changed, moved or went: its old rules are forgotten
+        and every context file is checked against the new ones. Returns whether any left."""
+        rules = [path for path in paths if Path(path).name == ".gitignore"]
+        for path in rules:
+            self.admission.invalidate(path)
+        return bool(rules) and self._recheck()
+
+    def _sync(self, doc: Document, edited: bool = False) -> None:
+        """An editor buffer's text changed: it enters the context, or takes its new text there, if
+        admitted; otherwise it leaves, so the context never holds text the editor no longer has."""
+        if self._admitted(doc):
+            self._enter(doc, edited)
+        elif doc.path is not None and self._key(doc) in self._order:
+            self._leave(doc.path)
+
+    def _read_disk(self, path: Path) -> Document | None:
+        """A file read from disk through the admission rules: its path (symlinks resolved) and its
+        size before it is read, its text after; None if they refuse it (the caller makes it leave)."""
+        if not (self.admission.check_location(path) and self.admission.check_content(path)):
+            return None
+        doc = self.documents.load_from_disk(path, max_bytes=self.admission.options.max_file_bytes)
+        return doc if doc is not None and self.admission.check_text(path, doc.text) else None
+
+    def _reload(self, path: Path, old_text: str | None) -> bool:
+        """A context file takes its text on disk, in its place, or leaves if the rules refuse the
+        file there. Returns whether the context changed."""
+        doc = self._read_disk(path)
+        if doc is None:
+            self._leave(path)
+            return True
+        if doc.text == old_text:
+            return False
+        if self.context is not None:
+            self.context.update_text(self.display_path(doc), doc.text)
+        return True
 
     def _enter(self, doc: Document, edited: bool = False) -> None:
         key = self._key(doc)

@@ -55,6 +55,10 @@ def _call_now(callback: Callable[..., Any], *args: Any) -> None:
     callback(*args)
 
 
+def _is_gitignore(path: str) -> bool:
+    return os.path.basename(path) == ".gitignore"
+
+
 class _Handler(FileSystemEventHandler):
     def __init__(self, receive: Callable[[FileSystemEvent], None]) -> None:
         self._receive = receive
@@ -68,8 +72,12 @@ class DiskWatcher:
 
     - ``on_change(path)``: an admitted file was created or written (its content may be new to you).
     - ``on_delete(path)``: ``path`` left the context: it was deleted, or its content is no
-      longer admitted (now binary, too large). For a directory, this is one call for the
-      directory: forgetting the files under it is the caller's job.
+      longer admitted (now binary, too large), or its name is admitted but it now resolves to
+      a refused place (replaced by a symlink out of the roots). For a directory, this is one
+      call for the directory: forgetting the files under it is the caller's job.
+    - A ``.gitignore`` that changed is reported (``on_change``/``on_delete``) even when it
+      ignores itself, as long as its directory is admitted: its rules may now refuse files
+      that the caller holds.
     - ``on_move(src, dst)``: a file or directory moved, both places admitted. A moved file
       is also reported by ``on_change(dst)`` afterwards, since a move can replace a file.
 
@@ -207,7 +215,7 @@ class DiskWatcher:
     def _report(self, batch: dict[tuple[str, ...], bool]) -> None:
         for key, is_dir in batch.items():  # rules first, so this batch is judged by the new ones
             for path in key[1:]:
-                if is_dir or os.path.basename(path) == ".gitignore":
+                if is_dir or _is_gitignore(path):
                     self._policy.invalidate(path)
         for key, is_dir in batch.items():
             try:
@@ -219,8 +227,14 @@ class DiskWatcher:
                 logger.exception("failed to report %s", key)
 
     def _report_path(self, path: str, is_dir: bool) -> None:
-        if not self._policy.check_location(path, is_dir=is_dir) or os.path.isdir(path):
-            return  # refused, or a directory that exists: its files report themselves
+        if not self._policy.check_location(path, is_dir=is_dir):
+            if self._policy.check_location(path, is_dir=is_dir, follow_symlinks=False):
+                self._call(self._on_delete, path)  # in view by name, but it points to a refused place now
+            elif _is_gitignore(path) and self._policy.check_location(os.path.dirname(path), is_dir=True):
+                self._call(self._on_change if os.path.exists(path) else self._on_delete, path)
+            return
+        if os.path.isdir(path):
+            return  # a directory that exists: its files report themselves
         if os.path.exists(path) and self._policy.check_content(path):
             self._call(self._on_change, path)
         else:

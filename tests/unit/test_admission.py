@@ -49,6 +49,15 @@ def test_symlink_inside_root_is_admitted_but_checked_under_both_names(policy: Ad
     assert reason(policy, root / ".env") == "secret-looking file name"
 
 
+def test_the_given_path_alone_can_be_checked(policy: AdmissionPolicy, root: Path, tmp_path: Path) -> None:
+    """For the watcher: a name in view that now points somewhere refused."""
+    (root / "notes.py").symlink_to(write(tmp_path / "outside.py"))
+    assert reason(policy, root / "notes.py") == "outside the workspace roots"
+    assert policy.check_location(root / "notes.py", follow_symlinks=False)
+    assert not policy.check_location(root / ".env", follow_symlinks=False)
+    assert not policy.check_location(tmp_path / "outside.py", follow_symlinks=False)
+
+
 def test_dotdot_is_resolved(policy: AdmissionPolicy, root: Path) -> None:
     write(root / "a.py")
     write(root.parent / "b.py")
@@ -181,10 +190,33 @@ def test_special_files_are_refused(policy: AdmissionPolicy, root: Path) -> None:
     "name",
     [".env", ".env.local", "server.pem", "private.key", "id_rsa", "id_rsa.pub", "id_ed25519", "cert.p12",
      "cert.pfx", ".npmrc", ".pypirc", ".netrc", "credentials", "credentials.json", "my_secret.txt", "SECRETS.md",
-     "Server.PEM"],
+     "Server.PEM", "id_ecdsa", "id_dsa", "id_ecdsa_sk", "id_github", "keystore.jks", "release.keystore",
+     ".htpasswd", ".pgpass"],
 )  # fmt: skip
 def test_secret_looking_names_are_refused(policy: AdmissionPolicy, root: Path, name: str) -> None:
     assert reason(policy, write(root / "cfg" / name)) == "secret-looking file name"
+
+
+PRIVATE_KEYS = {  # split so that this file itself is not taken for a key
+    "deploy_key": "-----BEGIN OPENSSH" + " PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ\n",
+    "private_key.txt": "-----BEGIN RSA" + " PRIVATE KEY-----\nMIIEpAIBAAKCAQEA\n",
+    "signing.asc": "-----BEGIN PGP PRIVATE" + " KEY BLOCK-----\n\nlQOYBF\n",
+    "service-account.json": '{"type": "service_account", "private_key_id": "3f2a",\n "private_key": "-----BEGIN'
+                            ' PRIVATE KEY-----\\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\\n"}\n',
+}
+
+
+@pytest.mark.parametrize("name", PRIVATE_KEYS)
+def test_private_keys_are_refused_whatever_their_name(policy: AdmissionPolicy, root: Path, name: str) -> None:
+    text = "# a key\n" * 100 + PRIVATE_KEYS[name]
+    assert reason(policy, write(root / name, text)) == "contains a private key"
+    assert policy.check_text(root / "buffer.txt", text).reason == "contains a private key"
+    assert [p.name for p in policy.walk(root)] == []
+
+
+def test_a_public_key_or_a_certificate_is_not_a_private_key(policy: AdmissionPolicy, root: Path) -> None:
+    assert policy.check(write(root / "ca.crt", "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"))
+    assert policy.check(write(root / "signing.asc", "-----BEGIN PGP PUBLIC" + " KEY BLOCK-----\n\nmQEN\n"))
 
 
 @pytest.mark.parametrize("name", [".#auth.py", "#auth.py#", "auth.py~", ".auth.py.swp", ".auth.py.swo"])
@@ -192,7 +224,8 @@ def test_editor_lock_and_backup_files_are_refused(policy: AdmissionPolicy, root:
     assert reason(policy, write(root / "src" / name)) == "editor lock or backup file"
 
 
-@pytest.mark.parametrize("name", ["env.py", "environment.md", "keyboard.py", "keys.py", "rsa.py", "creds.py"])
+@pytest.mark.parametrize("name", ["env.py", "environment.md", "keyboard.py", "keys.py", "rsa.py", "creds.py",
+                                  "id_utils.py", "keystore.py", "private_key.py"])
 def test_similar_innocent_names_are_admitted(policy: AdmissionPolicy, root: Path, name: str) -> None:
     assert policy.check(write(root / name))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import random
 import time
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 from lsprotocol import types as lsp
 
+from coderag_daemon import documents
 from coderag_daemon.documents import (
     Document,
     DocumentError,
@@ -299,24 +301,41 @@ def test_editor_buffer_is_authoritative_until_closed(tmp_path: Path) -> None:
     assert [d.path for d in store] == [file, other.path]  # replaced in place
     edited = store.change(opened.uri, 2, [TextChange("buffer\n")])
     file.write_text("changed on disk\n")
-    assert store.refresh_from_disk(file) is edited
     assert store.load_from_disk(file) is edited
     assert store.remove(file) == []
     store.close(opened.uri)
     assert store.load_from_disk(file).text == "changed on disk\n"
 
 
-def test_refresh_from_disk(tmp_path: Path) -> None:
+def test_reload_from_disk(tmp_path: Path) -> None:
     file = _write(tmp_path / "a.py", "one")
     store = DocumentStore()
-    assert store.refresh_from_disk(file) is None  # untracked: not added
     first = store.load_from_disk(file)
     file.write_text("two")
-    second = store.refresh_from_disk(file)
+    second = store.load_from_disk(file)
     assert second.text == "two" and second.revision > first.revision
     file.write_bytes(b"\xff\xfe")
-    assert store.refresh_from_disk(file) is None
+    assert store.load_from_disk(file) is None
     assert store.get(first.uri) is None  # a stale copy is not kept
+
+
+def test_a_file_is_never_read_past_max_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The size was checked before; a file that grew since is refused without being read whole."""
+    file = _write(tmp_path / "a.py", "0123456789")
+    store = DocumentStore()
+    assert store.load_from_disk(file, max_bytes=10).text == "0123456789"
+    file.write_text("0123456789" * 1000)
+    read = []
+
+    class Spy(io.BytesIO):
+        def read(self, size: int | None = -1) -> bytes:
+            data = super().read(size)
+            read.append(len(data))
+            return data
+
+    monkeypatch.setattr(documents, "open", lambda path, mode: Spy(Path(path).read_bytes()), raising=False)
+    assert store.load_from_disk(file, max_bytes=10) is None
+    assert read == [11] and list(store) == []
 
 
 def test_remove_file_and_directory(tmp_path: Path) -> None:

@@ -1,10 +1,14 @@
-"""Files moved or deleted on disk keep or leave their place in the context."""
+"""Files moved or deleted on disk keep or leave their place in the context; files that stop being
+admissible (new rules, a symlink out of the roots, a binary or oversize text) leave it."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
-from coderag_daemon.documents import path_to_uri
+import pytest
+
+from coderag_daemon.documents import TextChange, path_to_uri
 from coderag_daemon.engine import Model
 from coderag_daemon.options import Options
 from coderag_daemon.project import Project
@@ -14,8 +18,8 @@ from fixtures.tiny_models import tiny_model_path
 from .conftest import write
 
 
-def project_with(root: Path, names: list[str]) -> Project:
-    project = Project(Options())
+def project_with(root: Path, names: list[str], options: Options | None = None) -> Project:
+    project = Project(options or Options())
     project.set_roots([root])
     project.set_layout(detect_layout(Model(tiny_model_path("dense"))))
     for name in names:
@@ -82,3 +86,125 @@ def test_the_file_context_leaves_room_for_a_request_in_n_ctx(root: Path) -> None
         budget = project.context.options.token_budget
         assert budget + layout.options.request_tokens(options.max_completion_tokens, options.max_chat_tokens) <= n_ctx
         assert budget == min(context_tokens, n_ctx - layout.options.request_tokens(options.max_completion_tokens, options.max_chat_tokens))
+
+
+# --- files that stop being admissible leave the context --------------------------------------------
+
+
+def reopen(project: Project, path: Path, version: int = 2) -> str:
+    uri = path_to_uri(path)
+    project.opened(uri, path.read_text(), version, "python")
+    return uri
+
+
+def holds_text(project: Project, needle: str) -> bool:
+    return any(needle in doc.text for doc in project.documents)
+
+
+def test_closing_a_file_replaced_by_a_symlink_out_of_the_roots_does_not_read_it(root: Path, tmp_path: Path) -> None:
+    project = project_with(root, ["a.py", "config.py", "b.py"])
+    uri = reopen(project, root / "config.py")
+    outside = write(tmp_path / "outside.txt", "SECRET = 'outside the roots'\n")
+    (root / "config.py").unlink()
+    (root / "config.py").symlink_to(outside)
+    project.closed(uri)
+    assert paths(project) == ["a.py", "b.py"]
+    assert not holds_text(project, "outside the roots")
+
+
+def test_closing_a_file_that_became_too_large_or_binary_leaves_it_out(
+    root: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    project = project_with(root, ["a.py", "config.py", "models.py"], Options(max_file_kib=1))
+    uris = [reopen(project, root / name) for name in ("config.py", "models.py")]
+    write(root / "config.py", "HUGE = 1\n" * 1000)  # 9 KB > 1 KiB
+    write(root / "models.py", b"x = 1\n" + b"\0" * 20 + b"\n")
+    read = []
+    load = project.documents.load_from_disk
+    monkeypatch.setattr(project.documents, "load_from_disk",
+                        lambda path, *args, **kwargs: read.append(Path(path).name) or load(path, *args, **kwargs))
+    with caplog.at_level(logging.INFO, logger="coderag_daemon.admission"):
+        for uri in uris:
+            project.closed(uri)
+    assert paths(project) == ["a.py"]
+    assert read == []  # refused before reading: size from stat, NUL in the sniffed head
+    assert not holds_text(project, "HUGE") and not holds_text(project, "\0")
+    assert [r.getMessage().split(": ")[1] for r in caplog.records] == ["too large (9000 > 1024 bytes)", "binary (NUL byte)"]
+
+
+def test_a_context_file_changed_on_disk_is_read_again_through_the_rules(root: Path, tmp_path: Path) -> None:
+    project = project_with(root, ["a.py", "b.py", "c.py", "d.py"], Options(max_file_kib=1))
+    write(root / "a.py", "A = 1\n" * 1000)
+    write(root / "b.py", b"B = 1\n\0\n")
+    (root / "c.py").unlink()
+    (root / "c.py").symlink_to(write(tmp_path / "outside.py", "OUTSIDE = 1\n"))
+    for name in ("a.py", "b.py", "c.py"):
+        assert project.disk_changed(str(root / name)) is True
+    assert paths(project) == ["d.py"]
+    assert not any(holds_text(project, text) for text in ("A = 1", "B = 1", "OUTSIDE"))
+
+
+def test_a_saved_text_is_held_to_the_rules_of_an_edit(root: Path) -> None:
+    project = project_with(root, ["a.py", "b.py", "c.py"], Options(max_file_kib=1))
+    uri = reopen(project, root / "b.py")
+    project.saved(uri, "BIN = 1\n" + "\0" * 50 + "\n")
+    assert paths(project) == ["a.py", "c.py"]
+    project.saved(uri, "# b.py\n")
+    assert paths(project) == ["a.py", "c.py", "b.py"]  # admissible again: back, as the latest file
+    project.saved(uri, "y = 2\n" * 1000)
+    assert paths(project) == ["a.py", "c.py"]
+
+
+def test_an_edit_that_makes_a_buffer_unadmissible_takes_it_out_until_an_admissible_one(root: Path) -> None:
+    """The context never holds text the editor no longer has."""
+    project = project_with(root, ["a.py", "b.py", "c.py"], Options(max_file_kib=1))
+    uri = reopen(project, root / "b.py")
+    project.changed(uri, 3, [TextChange("x = 1\n\0\n")])
+    assert paths(project) == ["a.py", "c.py"]
+    project.changed(uri, 4, [TextChange("x = 1\n" * 1000)])
+    assert paths(project) == ["a.py", "c.py"]
+    project.changed(uri, 5, [TextChange("x = 1\n")])
+    assert paths(project) == ["a.py", "c.py", "b.py"]
+
+
+def test_files_a_new_gitignore_lists_leave_the_context(root: Path) -> None:
+    project = project_with(root, ["a.py", "b.py", "pkg/c.py", "d.py"])
+    write(root / ".gitignore", "b.py\npkg/\n")
+    assert project.disk_changed(str(root / ".gitignore")) is True
+    assert paths(project) == ["a.py", "d.py"]
+    write(root / "b.py", "# b.py, changed\n")
+    assert project.disk_changed(str(root / "b.py")) is False
+    assert not holds_text(project, "# b.py")
+
+
+def test_a_context_file_replaced_by_a_symlink_out_of_the_roots_leaves(root: Path, tmp_path: Path) -> None:
+    """The watcher reports such a file as deleted; an open buffer there leaves too: its path is refused now."""
+    project = project_with(root, ["a.py", "b.py", "c.py", "d.py"])
+    reopen(project, root / "c.py")
+    outside = write(tmp_path / "outside.py", "OUTSIDE = 1\n")
+    for name in ("b.py", "c.py"):
+        (root / name).unlink()
+        (root / name).symlink_to(outside)
+        assert project.disk_deleted(str(root / name)) is True
+    assert paths(project) == ["a.py", "d.py"]
+
+
+def test_files_that_new_settings_refuse_leave_the_context(root: Path) -> None:
+    project = project_with(root, ["a.py", "b.py", "c.py", "d.py"])
+    write(root / "c.py", "C = 1\n" * 1000)
+    assert project.disk_changed(str(root / "c.py")) is True  # 6 KB, within the default limit
+    project.reconfigure(Options(ignore_globs=["b.py"], max_file_kib=1))
+    assert paths(project) == ["a.py", "d.py"]
+
+
+def test_files_of_a_removed_workspace_folder_leave_the_context(tmp_path: Path) -> None:
+    first, second = (write(tmp_path / name / "x.py").parent.resolve() for name in ("one", "two"))
+    project = Project(Options())
+    project.set_roots([first, second])
+    project.set_layout(detect_layout(Model(tiny_model_path("dense"))))
+    for path in (first / "a.py", second / "b.py", first / "c.py"):
+        uri = path_to_uri(write(path, f"# {path.name}\n"))
+        project.opened(uri, path.read_text(), 1, "python")
+    project.closed(path_to_uri(first / "a.py"))
+    project.set_roots([first])
+    assert paths(project) == ["a.py", "c.py"]

@@ -153,6 +153,29 @@ def test_file_whose_content_becomes_unadmissible_is_deleted(
     recorder.wait_for(("delete", str(path)))
 
 
+def test_file_replaced_by_a_symlink_out_of_the_roots_is_deleted(
+    watcher: DiskWatcher, root: Path, tmp_path: Path, recorder: Recorder
+) -> None:
+    path = write(root / "config.py")
+    recorder.wait_for(("change", str(path)))
+    outside = write(tmp_path / "outside.py", "OUTSIDE = 1\n")
+    path.unlink()
+    path.symlink_to(outside)
+    events = recorder.wait_for(("delete", str(path)))
+    assert ("change", str(path)) not in events
+
+
+def test_a_gitignore_that_ignores_itself_is_still_reported(watcher: DiskWatcher, root: Path, recorder: Recorder) -> None:
+    """Its rules changed: files the caller holds below it may be ignored now."""
+    write(root / "tmp" / "a.py")
+    recorder.wait_for(("change", str(root / "tmp" / "a.py")))
+    gitignore = write(root / "tmp" / ".gitignore", "*\n")
+    recorder.wait_for(("change", str(gitignore)))
+    write(root / "node_modules" / ".gitignore", "*\n")  # in a refused directory: nothing changed
+    events = recorder.wait_for(("change", str(write(root / "sentinel.py"))))
+    assert events == [("change", str(root / "sentinel.py"))]
+
+
 def test_directory_delete_and_move_are_reported_once(watcher: DiskWatcher, root: Path, recorder: Recorder) -> None:
     files = [write(root / "pkg" / name) for name in ("a.py", "b.py")]
     for f in files:

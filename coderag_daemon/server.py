@@ -11,6 +11,7 @@ import logging
 import threading
 import uuid
 from concurrent.futures import Future
+from pathlib import Path
 from typing import Any, Callable
 
 from lsprotocol import types
@@ -184,6 +185,8 @@ class CoderagServer(LanguageServer):
             if handler(*paths):
                 self.call_soon(self.schedule_preload)
             index(*paths)
+            if any(Path(p).name == ".gitignore" for p in paths):
+                self.call_soon(self.build_index)  # new rules: the index drops the files they refuse
             self.shown.clear()
             log.info("changed on disk: %s", " -> ".join(paths))
         return on_event

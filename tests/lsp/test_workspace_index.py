@@ -101,6 +101,15 @@ async def test_deleted_files_leave_the_index(client: LanguageClient, workspace: 
                               "the deleted file to leave the index")
 
 
+async def test_a_file_gitignored_later_leaves_the_index(client: LanguageClient, workspace: Path) -> None:
+    path = workspace / "tasktrack" / "ledger.py"
+    await write_and_find(client, path, LEDGER, "reconcile ledger")
+    with (workspace / ".gitignore").open("a") as rules:
+        rules.write("\ntasktrack/ledger.py\n")
+    await eventually_searched(client, "reconcile ledger", lambda r: all(x["path"] != "tasktrack/ledger.py" for x in r["results"]),
+                              "the ignored file to leave the index")
+
+
 async def test_indexing_reports_progress(client: LanguageClient) -> None:
     def index_progress() -> list[list[object]]:
         return [reports for reports in client.progress_reports.values()

@@ -26,6 +26,7 @@ from .index.store import default_cache_dir
 from .options import Options, merge
 from .project import Project
 from .prompts import detect_layout
+from .rpc_protocol import DaemonProtocol
 from .watcher import DiskWatcher
 from .worker import ModelUnavailable, ModelWorker, Status
 
@@ -42,7 +43,8 @@ class CoderagServer(LanguageServer):
     """Holds the daemon's state; the handlers below only translate."""
 
     def __init__(self, options: Options) -> None:
-        super().__init__("coderag-daemon", __version__, text_document_sync_kind=types.TextDocumentSyncKind.Incremental)
+        super().__init__("coderag-daemon", __version__, text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
+                         protocol_cls=DaemonProtocol)  # answers malformed messages as JSON-RPC asks
         self.options = options
         self.project = Project(options)
         self.worker = ModelWorker(on_status=self._status_changed, on_loaded=self._model_loaded)

@@ -3,7 +3,8 @@
 pygls's stdio server reads every header line and body through a thread pool: three hand-offs
 between threads per message. While the model's threads hold both cores, each hand-off waits for
 the scheduler, and that wait was most of a `didChange` round trip's tail. An asyncio pipe reader
-wakes the event loop once when bytes arrive.
+wakes the event loop once when bytes arrive. The messages are read by framing.MessageReader rather
+than pygls's loop, which a single wrong Content-Length leaves deaf.
 """
 
 from __future__ import annotations
@@ -13,16 +14,23 @@ import logging
 import os
 import stat
 import sys
-import threading
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
-from pygls.io_ import StdinAsyncReader, run_async
-from pygls.lsp.server import LanguageServer
+from pygls.exceptions import JsonRpcException, JsonRpcParseError
+from pygls.io_ import StdinAsyncReader
+
+from .framing import MessageReader
+
+if TYPE_CHECKING:
+    from .server import CoderagServer
 
 log = logging.getLogger(__name__)
 
+_HEADER_ROOM = 64
+"""Bytes kept at the end of an over-long line: more than a Content-Length header takes."""
 
-def serve_stdio(server: LanguageServer) -> None:
+
+def serve_stdio(server: CoderagServer) -> None:
     """Serve until the client exits or closes stdin."""
     server.protocol.set_writer(_Stdout(sys.stdout.buffer))
     try:
@@ -52,30 +60,44 @@ class _Stdout:
 
 
 class _MessageStream(asyncio.StreamReader):
-    """stdin as pygls's message loop reads it. A line longer than the stream's limit (64 KiB) is
-    skipped instead of ending the stream with an error: it cannot be a header, and pygls's loop
-    already skips lines that are not, so garbage before a message costs only that line."""
+    """stdin as the message reader reads it. A line longer than the stream's limit (64 KiB) cannot
+    be a header: it is returned in pieces instead of ending the stream with an error, and skipped as
+    garbage. Each piece stops short of the line's last bytes, where the next header may be glued to
+    the left-overs of a body whose Content-Length was too short."""
 
     async def readline(self) -> bytes:
         try:
-            return await super().readline()
-        except ValueError:  # the over-long part is already dropped from the buffer
-            log.warning("skipped an over-long line on stdin: not an LSP header")
-            return b"(skipped)\r\n"
+            return await self.readuntil(b"\n")
+        except asyncio.IncompleteReadError as exc:  # the end of the stream
+            return exc.partial
+        except asyncio.LimitOverrunError as exc:  # exc.consumed bytes of the line are in the buffer
+            return await self.readexactly(exc.consumed - _HEADER_ROOM)  # the reader skips and logs them
 
 
-async def _read_messages(server: LanguageServer) -> None:
+async def _read_messages(server: CoderagServer) -> None:
     stdin = sys.stdin.buffer
     if _pollable_alone(stdin.fileno(), sys.stdout.buffer.fileno()):
-        reader: _MessageStream | StdinAsyncReader = _MessageStream()
-        await asyncio.get_running_loop().connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), stdin)
+        stream: _MessageStream | StdinAsyncReader = _MessageStream()
+        await asyncio.get_running_loop().connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stream), stdin)
     else:
-        reader = StdinAsyncReader(stdin, server.thread_pool)
-    try:
-        await run_async(stop_event=threading.Event(), reader=reader, protocol=server.protocol, logger=log,
-                        error_handler=server.report_server_error)
-    except asyncio.IncompleteReadError:
-        log.error("stdin closed in the middle of a message")
+        stream = StdinAsyncReader(stdin, server.thread_pool)
+    messages, protocol = MessageReader(stream), server.protocol
+    while True:
+        try:
+            data = await messages.read()
+        except asyncio.IncompleteReadError:  # before EOFError, which it is a kind of
+            log.error("stdin closed in the middle of a message")
+            return
+        except EOFError:
+            return
+        except JsonRpcParseError as exc:
+            protocol.send_error(None, exc)
+            continue
+        try:  # only the message itself is structured, not objects inside it that have a "jsonrpc"
+            protocol.handle_message(protocol.structure_message(data) if isinstance(data, dict) else data)
+        except Exception as exc:
+            log.exception("Unable to handle message")
+            server.report_server_error(exc, JsonRpcException)
 
 
 def _pollable_alone(stdin_fd: int, stdout_fd: int) -> bool:

@@ -1,5 +1,6 @@
 """The stdio transport: pipes are read by the event loop, a recorded session from a file still plays,
-and a client that dies in the middle of a message ends the daemon cleanly."""
+a message with a wrong Content-Length costs only itself, and a client that dies in the middle of a
+message ends the daemon cleanly."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from coderag_daemon.documents import path_to_uri
 from coderag_daemon.stdio import _pollable_alone
@@ -32,8 +35,8 @@ def _session(root: Path) -> bytes:
     ))
 
 
-def _responses(stdout: bytes) -> dict[int, dict]:
-    out = {}
+def _responses(stdout: bytes) -> dict[int | None, dict]:
+    out: dict[int | None, dict] = {}
     for chunk in stdout.split(b"Content-Length: ")[1:]:
         message = json.loads(chunk.split(b"\r\n\r\n", 1)[1])
         if "id" in message and "method" not in message:
@@ -55,7 +58,30 @@ def test_garbage_before_a_message_costs_only_that_line(tmp_path: Path) -> None:
     done = subprocess.run(DAEMON, input=garbage + _session(tmp_path), capture_output=True, timeout=60)
     assert done.returncode == 0, done.stderr.decode()
     assert sorted(_responses(done.stdout)) == [1, 2, 3]
-    assert b"skipped an over-long line" in done.stderr
+    assert b"skipped 200016 bytes on stdin that were not an LSP message" in done.stderr
+
+
+_ASK = json.dumps({"jsonrpc": "2.0", "id": 9, "method": "coderag/documentText", "params": {"uri": "untitled:x" * 20}}).encode()
+_LONG = json.dumps({"jsonrpc": "2.0", "method": "coderag/nothing", "params": {"text": "y" * 100_000}}).encode()
+
+
+@pytest.mark.parametrize("bad, answered, logged", [
+    (b"Content-Length: %d\r\n\r\n%s" % (len(_ASK) - 10, _ASK), [None, 1, 2, 3], b"not JSON"),
+    (b"Content-Length: %d\r\n\r\n%s" % (len(_ASK) + 8, _ASK), [1, 2, 3, 9], b"was too long"),  # cuts the next header
+    (b"Content-Length: %d\r\n\r\n%s" % (len(_ASK) + 40, _ASK), [1, 2, 3, 9], b"was too long"),  # and its body
+    (b"Content-Length: abc\r\n\r\n%s" % _ASK, [1, 2, 3], b"were not an LSP message"),
+    (b"Content-Length: 10\r\n\r\n%s" % _LONG, [None, 1, 2, 3], b"were not an LSP message"),  # the rest: one long line
+], ids=["too short", "too long", "much too long", "not a number", "too short for a long body"])
+def test_a_wrong_content_length_costs_only_its_message(tmp_path: Path, bad: bytes, answered: list, logged: bytes) -> None:
+    session = _session(tmp_path)
+    at = session.index(b"Content-Length", session.index(b'"initialized"'))  # the bad message goes before documentText
+    done = subprocess.run(DAEMON, input=session[:at] + bad + session[at:], capture_output=True, timeout=60)
+    responses = _responses(done.stdout)
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    assert sorted(responses, key=str) == sorted(answered, key=str)
+    if None in responses:  # a body that is not JSON: JSON-RPC's parse error, with no id to give
+        assert responses[None]["error"]["code"] == -32700
+    assert logged in done.stderr
 
 
 def test_nothing_is_written_after_exit(tmp_path: Path) -> None:

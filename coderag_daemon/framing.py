@@ -1,0 +1,102 @@
+"""Reading LSP messages (a Content-Length header, a blank line, a JSON body) from a byte stream, and
+finding the next message after a broken one.
+
+pygls's reader trusts each Content-Length and accepts a header only at the start of a line: after one
+wrong length the next header is glued to the body's left-over bytes and never read, and the daemon
+stays up but deaf. Here a header is found anywhere in a line, and a body that is not JSON is searched
+for the header that a too-long length swallowed, which is then read again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+from typing import TYPE_CHECKING, Any
+
+from pygls.exceptions import JsonRpcParseError
+
+if TYPE_CHECKING:
+    from pygls.io_ import AsyncReader
+
+log = logging.getLogger(__name__)
+
+_HEADER = re.compile(rb"Content-Length: (\d+)\r\n")
+_NAME = b"Content-Length: "
+_PREVIEW = 80
+
+
+class MessageReader:
+    """The messages on a stream, in order, as JSON values; what lies between them is skipped and logged."""
+
+    def __init__(self, stream: AsyncReader) -> None:
+        self._stream = stream
+        self._pending = b""  # read into a body too far, to be read again
+
+    async def read(self) -> Any:
+        """The next message's JSON. Raises JsonRpcParseError for a body that is not JSON, EOFError at
+        the end of the stream, asyncio.IncompleteReadError when the stream ends inside a body."""
+        length = await self._header()
+        body = await self._readexactly(length)
+        with contextlib.suppress(ValueError):
+            return json.loads(body)
+        if (resume := _next_header(body)) is not None:  # the length was too long and took in the next header
+            self._pending, body = body[resume:] + self._pending, body[:resume]
+            with contextlib.suppress(ValueError):
+                message = json.loads(body)
+                log.warning("Content-Length %d was too long: the message is %d bytes", length, len(body))
+                return message
+        log.warning("skipped a message body that is not JSON (%d bytes): %r", len(body), body[:_PREVIEW])
+        raise JsonRpcParseError(f"the body ({len(body)} bytes) is not JSON")
+
+    async def _header(self) -> int:
+        """The Content-Length of the next header block, read up to the blank line that ends it."""
+        length: int | None = None
+        skipped, preview = 0, b""
+        while True:
+            line = await self._readline()
+            if not line:
+                if skipped:
+                    log.warning("skipped %d bytes at the end of stdin: %r", skipped, preview)
+                raise EOFError
+            if length is not None and not line.strip():
+                if preview.strip():
+                    log.warning("skipped %d bytes on stdin that were not an LSP message: %r", skipped, preview)
+                return length
+            if (match := _HEADER.search(line)) is not None:
+                garbage, length = line[:match.start()], int(match.group(1))
+            else:
+                garbage = line if length is None else b""  # after a Content-Length: another header
+            skipped += len(garbage)
+            preview = (preview + garbage)[:_PREVIEW]
+
+    async def _readline(self) -> bytes:
+        if not self._pending:
+            return await self._stream.readline()
+        end = self._pending.find(b"\n") + 1
+        if end:
+            line, self._pending = self._pending[:end], self._pending[end:]
+            return line
+        line, self._pending = self._pending, b""
+        return line + await self._stream.readline()
+
+    async def _readexactly(self, n: int) -> bytes:
+        data, self._pending = self._pending[:n], self._pending[n:]
+        if len(data) < n:
+            data += await self._stream.readexactly(n - len(data))
+        if len(data) < n:  # a file's read() returns what is left at its end
+            raise asyncio.IncompleteReadError(data, n)
+        return data
+
+
+def _next_header(body: bytes) -> int | None:
+    """Where in a body that is not JSON the next message's header starts: a whole header line, or
+    the start of one cut off by the body's end (the rest is still on the stream)."""
+    if (match := _HEADER.search(body)) is not None:
+        return match.start()
+    if (at := body.rfind(_NAME)) >= 0 and re.fullmatch(rb"\d*\r?", body[at + len(_NAME):]):
+        return at
+    cut = next((k for k in range(len(_NAME) - 1, 0, -1) if body.endswith(_NAME[:k])), 0)
+    return len(body) - cut if cut else None

@@ -1,0 +1,133 @@
+"""pygls's LSP protocol, made to answer malformed messages as JSON-RPC 2.0 asks.
+
+pygls drops, with a line on stderr, a request whose params lsprotocol cannot read, a message that is
+not a JSON-RPC 2.0 request, notification or response, and a batch: the client waits for an answer
+forever. Here each gets an error reply (InvalidParams -32602, InvalidRequest -32600; id null when it
+cannot be read); a notification with bad params gets none and is logged instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+from typing import TYPE_CHECKING, Any
+
+import attrs
+from cattrs import transform_error
+from cattrs.v import format_exception
+from lsprotocol import types
+from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams, JsonRpcInvalidRequest
+from pygls.protocol import LanguageServerProtocol, lsp_method
+
+if TYPE_CHECKING:
+    from collections.abc import Generator
+
+    from pygls.protocol.json_rpc import MsgId
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class Rejected:
+    """A message that cannot be handled, and the error that says why."""
+
+    error: JsonRpcException
+    msg_id: MsgId | None = None
+    reply: bool = True
+    """False for a notification: nothing may answer it, so the log says why it was ignored."""
+    method: str | None = None
+
+
+class DaemonProtocol(LanguageServerProtocol):
+    """The protocol class of the daemon's server (`protocol_cls`)."""
+
+    def structure_message(self, data: dict[str, Any]) -> Any:
+        """The message as lsprotocol types, or Rejected. pygls calls this for every object in a
+        message; one without "jsonrpc" is left as it is (handle_message rejects it at the top)."""
+        if "jsonrpc" not in data:
+            return data
+        if (problem := _envelope_problem(data)) is not None:
+            return Rejected(JsonRpcInvalidRequest(problem), _readable_id(data))
+        method = data.get("method")
+        message_type = self.get_message_type(method) if method is not None else None
+        if message_type is None:  # a response, or one of the daemon's own methods: pygls reads it
+            return super().structure_message(data)
+        try:
+            return self._converter.structure(data, message_type)
+        except Exception as exc:
+            return Rejected(JsonRpcInvalidParams(f"invalid params for {method}: {_reason(exc)}"),
+                            _readable_id(data), reply="id" in data, method=method)
+
+    def handle_message(self, message: Any) -> None:
+        if isinstance(message, Rejected):
+            self._reject(message)
+        elif attrs.has(type(message)):  # structured by structure_message
+            super().handle_message(message)
+        else:
+            self._reject(_not_a_message(message))
+
+    def send_error(self, msg_id: MsgId | None, error: JsonRpcException) -> None:
+        """An error response. pygls's own would leave out an id that is None; JSON-RPC wants it null."""
+        response = {"jsonrpc": self.VERSION, "id": msg_id, "error": self._converter.unstructure(error.to_response_error())}
+        self._send_data(response)
+
+    def _reject(self, rejected: Rejected) -> None:
+        if rejected.reply:
+            self.send_error(rejected.msg_id, rejected.error)
+        if not rejected.reply or rejected.msg_id is None:  # nothing the client can pair with its message
+            log.warning("ignored %s: %s", rejected.method or "a message", rejected.error.message)
+
+    @lsp_method(types.TEXT_DOCUMENT_DID_CHANGE)
+    def lsp_text_document__did_change(self, params: types.DidChangeTextDocumentParams) -> Generator[Any, Any, None]:
+        """pygls updates its own copy of the document before the daemon's handler runs; for a document
+        never opened that fails (KeyError) and the edit was dropped without a word. The daemon's
+        handler runs regardless, and refuses the edit in its log."""
+        try:
+            yield from super().lsp_text_document__did_change(params)
+        except KeyError:
+            if (handler := self.fm.features.get(types.TEXT_DOCUMENT_DID_CHANGE)) is not None:
+                yield handler, (params,), None
+
+
+def _envelope_problem(data: dict[str, Any]) -> str | None:
+    """Why `data` is not a JSON-RPC 2.0 request, notification or response; None if it is one."""
+    if data.get("jsonrpc") != "2.0":
+        return 'not JSON-RPC 2.0: "jsonrpc" must be "2.0"'
+    if "method" in data:
+        if not isinstance(data["method"], str):
+            return '"method" must be a string'
+        if "id" in data and _readable_id(data) is None:
+            return 'a request\'s "id" must be a number or a string'
+        return None
+    if "id" not in data or ("result" not in data and "error" not in data):
+        return 'no "method" (a request or notification), nor an "id" with a "result" or an "error" (a response)'
+    return None
+
+
+def _not_a_message(value: Any) -> Rejected:
+    """A JSON value that never became a message: an object without "jsonrpc", a batch, a scalar."""
+    if isinstance(value, list):
+        return Rejected(JsonRpcInvalidRequest("a batch (JSON array): LSP has none, send each message on its own"))
+    if isinstance(value, dict):
+        return Rejected(JsonRpcInvalidRequest('not JSON-RPC 2.0: "jsonrpc": "2.0" is missing'), _readable_id(value))
+    return Rejected(JsonRpcInvalidRequest("not a JSON-RPC message: expected an object"))
+
+
+def _readable_id(data: dict[str, Any]) -> MsgId | None:
+    value = data.get("id")
+    return value if isinstance(value, (int, str)) and not isinstance(value, bool) else None
+
+
+def _reason(exc: Exception) -> str:
+    """What lsprotocol found wrong, and where, in the message's own (camelCase) names:
+    "Position.line should be in range [0:2147483647], but was -1. (at params.position)"."""
+    def describe(error: BaseException, kind: Any) -> str:  # lsprotocol's range and enum checks say it best
+        return str(error) if isinstance(error, ValueError) and error.args else format_exception(error, kind)
+
+    reasons = []
+    for line in transform_error(exc, path="", format_exception=describe):
+        what, _, where = line.rpartition(" @ ")
+        where = re.sub(r"_([a-z])", lambda m: m.group(1).upper(), where.lstrip("."))
+        reasons.append(f"{what} (at {where})" if where else what)
+    return "; ".join(reasons)

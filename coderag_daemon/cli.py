@@ -32,11 +32,12 @@ def _model_command(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from .server import build_server
     from .stdio import serve_stdio
+    from .tcp import serve_tcp
 
     options = Options(**{f.name: getattr(args, f.name) for f in fields(Options)})
     server = build_server(options)
     if args.tcp is not None:
-        server.start_tcp("127.0.0.1", args.tcp)
+        serve_tcp(server, args.tcp)
     else:
         serve_stdio(server)
     return 0

@@ -59,8 +59,8 @@ class _Stdout:
             self._out.flush()
 
 
-class _MessageStream(asyncio.StreamReader):
-    """stdin as the message reader reads it. A line longer than the stream's limit (64 KiB) cannot
+class MessageStream(asyncio.StreamReader):
+    """A byte stream as the message reader reads it. A line longer than the stream's limit (64 KiB) cannot
     be a header: it is returned in pieces instead of ending the stream with an error, and skipped as
     garbage. Each piece stops short of the line's last bytes, where the next header may be glued to
     the left-overs of a body whose Content-Length was too short."""
@@ -77,16 +77,21 @@ class _MessageStream(asyncio.StreamReader):
 async def _read_messages(server: CoderagServer) -> None:
     stdin = sys.stdin.buffer
     if _pollable_alone(stdin.fileno(), sys.stdout.buffer.fileno()):
-        stream: _MessageStream | StdinAsyncReader = _MessageStream()
+        stream: MessageStream | StdinAsyncReader = MessageStream()
         await asyncio.get_running_loop().connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stream), stdin)
     else:
         stream = StdinAsyncReader(stdin, server.thread_pool)
+    await serve_messages(server, stream)
+
+
+async def serve_messages(server: CoderagServer, stream: MessageStream | StdinAsyncReader) -> None:
+    """Read and handle messages until the stream ends (stdin here, a socket in tcp.py)."""
     messages, protocol = MessageReader(stream), server.protocol
     while True:
         try:
             data = await messages.read()
         except asyncio.IncompleteReadError:  # before EOFError, which it is a kind of
-            log.error("stdin closed in the middle of a message")
+            log.error("the client's stream ended in the middle of a message")
             return
         except EOFError:
             return

@@ -102,7 +102,7 @@ def test_a_client_gone_in_the_middle_of_a_message(tmp_path: Path) -> None:
     cut = _session(tmp_path)[:-10]  # the exit notification loses its last bytes, then stdin closes
     done = subprocess.run(DAEMON, input=cut, capture_output=True, timeout=60)
     assert sorted(_responses(done.stdout)) == [1, 2, 3]
-    assert b"stdin closed in the middle of a message" in done.stderr
+    assert b"stream ended in the middle of a message" in done.stderr
 
 
 def test_only_a_pipe_or_socket_of_its_own_is_read_by_the_loop(tmp_path: Path) -> None:

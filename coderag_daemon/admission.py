@@ -55,6 +55,11 @@ _PRIVATE_KEY_BYTES = re.compile(_PRIVATE_KEY.encode())
 MAX_LOGGED_SKIPS = 10_000
 
 
+def is_gitignore(path: str | os.PathLike[str]) -> bool:
+    """A ``.gitignore``: when one changes, which files are admitted may change with it."""
+    return os.path.basename(path) == ".gitignore"
+
+
 def _glob_regex(globs: Iterable[str]) -> re.Pattern[str]:
     return re.compile("|".join(fnmatch.translate(g) for g in globs), re.IGNORECASE)
 
@@ -193,7 +198,7 @@ class AdmissionPolicy:
         given = Path(os.path.abspath(path))
         stale = {given, Path(os.path.realpath(given))}
         with self._lock:
-            if given.name == ".gitignore":
+            if is_gitignore(given):
                 for p in stale:
                     self._specs.pop(p.parent, None)
             if any(p in self._specs for p in stale):  # a directory we read rules in: drop its subtree

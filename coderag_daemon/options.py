@@ -5,8 +5,8 @@ default (or the previous value) is kept."""
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field, fields
 import re
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from pathspec import GitIgnoreSpec

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from .admission import AdmissionOptions, AdmissionPolicy
+from .admission import AdmissionOptions, AdmissionPolicy, is_gitignore
 from .context import ContextOptions, ContextPolicy
 from .documents import Document, DocumentStore, TextChange, path_to_uri
 from .options import Options
@@ -236,7 +236,7 @@ class Project:
     def _rules_changed(self, *paths: str) -> bool:
         """After a ``.gitignore`` among `paths` changed, moved or went: its old rules are forgotten
         and every context file is checked against the new ones. Returns whether any left."""
-        rules = [path for path in paths if Path(path).name == ".gitignore"]
+        rules = [path for path in paths if is_gitignore(path)]
         for path in rules:
             self.admission.invalidate(path)
         return bool(rules) and self._recheck()

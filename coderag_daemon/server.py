@@ -11,7 +11,6 @@ import logging
 import threading
 import uuid
 from concurrent.futures import Future
-from pathlib import Path
 from typing import Any, Callable
 
 from lsprotocol import types
@@ -19,6 +18,7 @@ from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams, JsonRpcRequ
 from pygls.lsp.server import LanguageServer
 
 from . import __version__, default_model, jobs, protocol
+from .admission import is_gitignore
 from .completion import TypeThroughCache, WindowStarts
 from .documents import Document, DocumentError, TextChange, uri_to_path
 from .index import RetrievalOptions, WorkspaceIndex, retrieve
@@ -187,7 +187,7 @@ class CoderagServer(LanguageServer):
             if handler(*paths):
                 self.call_soon(self.schedule_preload)
             index(*paths)
-            if any(Path(p).name == ".gitignore" for p in paths):
+            if any(is_gitignore(p) for p in paths):
                 self.call_soon(self.build_index)  # new rules: the index drops the files they refuse
             self.shown.clear()
             log.info("changed on disk: %s", " -> ".join(paths))

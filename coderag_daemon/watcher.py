@@ -34,7 +34,7 @@ from watchdog.events import (
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver, ObservedWatch
 
-from coderag_daemon.admission import AdmissionPolicy
+from coderag_daemon.admission import AdmissionPolicy, is_gitignore
 
 logger = logging.getLogger(__name__)
 
@@ -53,10 +53,6 @@ _EVENT_FILTER = [
 
 def _call_now(callback: Callable[..., Any], *args: Any) -> None:
     callback(*args)
-
-
-def _is_gitignore(path: str) -> bool:
-    return os.path.basename(path) == ".gitignore"
 
 
 class _Handler(FileSystemEventHandler):
@@ -215,7 +211,7 @@ class DiskWatcher:
     def _report(self, batch: dict[tuple[str, ...], bool]) -> None:
         for key, is_dir in batch.items():  # rules first, so this batch is judged by the new ones
             for path in key[1:]:
-                if is_dir or _is_gitignore(path):
+                if is_dir or is_gitignore(path):
                     self._policy.invalidate(path)
         for key, is_dir in batch.items():
             try:
@@ -230,7 +226,7 @@ class DiskWatcher:
         if not self._policy.check_location(path, is_dir=is_dir):
             if self._policy.check_location(path, is_dir=is_dir, follow_symlinks=False):
                 self._call(self._on_delete, path)  # in view by name, but it points to a refused place now
-            elif _is_gitignore(path) and self._policy.check_location(os.path.dirname(path), is_dir=True):
+            elif is_gitignore(path) and self._policy.check_location(os.path.dirname(path), is_dir=True):
                 self._call(self._on_change if os.path.exists(path) else self._on_delete, path)
             return
         if os.path.isdir(path):

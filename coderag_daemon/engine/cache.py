@@ -132,7 +132,7 @@ class ContextCache:
         """How many leading tokens of the concatenated segments sequence `seq` (by default, some
         sequence) holds, decoded, so an update would keep them."""
         target = list(itertools.chain.from_iterable(segments))
-        seqs = self._seqs if seq is None else [self._seqs[min(max(seq, 0), self.n_seq - 1)]]
+        seqs = self._seqs if seq is None else [self._sequence(seq)]
         return max(common_prefix(s.tokens, target) for s in seqs)
 
     def reusable(self, segments: Sequence[Sequence[int]]) -> int:
@@ -148,6 +148,10 @@ class ContextCache:
     def cells_used(self) -> int:
         """KV cells in use by all sequences, of n_ctx."""
         return sum(len(s.tokens) for s in self._seqs) - self._shared
+
+    def _sequence(self, seq: int) -> _Sequence:
+        """Sequence `seq`; with a single sequence, every `seq` is that one."""
+        return self._seqs[min(max(seq, 0), self.n_seq - 1)]
 
     def _other(self, s: _Sequence) -> _Sequence | None:
         """The sequence beside `s`, or None when the context has one."""
@@ -230,7 +234,7 @@ class ContextCache:
             raise ValueError("the target context is empty")
         if len(target) > self.n_ctx:
             raise ContextOverflowError(f"the context needs {len(target)} tokens but n_ctx is {self.n_ctx}; trim it or raise n_ctx")
-        self._seq = self._seqs[min(max(seq, 0), self.n_seq - 1)]
+        self._seq = self._sequence(seq)
         boundaries = list(itertools.accumulate(len(s) for s in segments))
         s = self._seq
         p = common_prefix(s.tokens, target)

@@ -59,11 +59,11 @@ class MessageReader:
             line = await self._readline()
             if not line:
                 if skipped:
-                    log.warning("skipped %d bytes at the end of stdin: %r", skipped, preview)
+                    log.warning("skipped %d bytes at the end of the stream: %r", skipped, preview)
                 raise EOFError
             if length is not None and not line.strip():
                 if preview.strip():
-                    log.warning("skipped %d bytes on stdin that were not an LSP message: %r", skipped, preview)
+                    log.warning("skipped %d bytes from the client that were not an LSP message: %r", skipped, preview)
                 return length
             if (match := _HEADER.search(line)) is not None:
                 garbage, length = line[:match.start()], int(match.group(1))

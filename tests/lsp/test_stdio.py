@@ -58,7 +58,7 @@ def test_garbage_before_a_message_costs_only_that_line(tmp_path: Path) -> None:
     done = subprocess.run(DAEMON, input=garbage + _session(tmp_path), capture_output=True, timeout=60)
     assert done.returncode == 0, done.stderr.decode()
     assert sorted(_responses(done.stdout)) == [1, 2, 3]
-    assert b"skipped 200016 bytes on stdin that were not an LSP message" in done.stderr
+    assert b"skipped 200016 bytes from the client that were not an LSP message" in done.stderr
 
 
 _ASK = json.dumps({"jsonrpc": "2.0", "id": 9, "method": "coderag/documentText", "params": {"uri": "untitled:x" * 20}}).encode()

@@ -17,6 +17,7 @@ import numpy as np
 
 from .. import default_model
 from ..engine import ContextCache, EngineOptions, Model
+from . import quiet
 from .engine_bench import source_files
 
 
@@ -56,6 +57,7 @@ def _completion(cache: ContextCache, context: list[int], tail: list[int], n_gene
 
 
 def run(args: argparse.Namespace) -> int:
+    quiet.report()
     lengths = _lengths(args.lengths)
     if args.tail < 1 or args.generate < 1 or args.rounds < 1:
         raise ValueError("--tail, --generate and --rounds must be at least 1")

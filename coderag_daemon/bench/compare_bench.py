@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Callable
 
 from .. import default_model
+from . import quiet
 from .llama_server import DEFAULT_SETTINGS, ServerBuild, best_settings
 from .plots import plot_session
 from .replay import ReplaySource, replay_session
@@ -160,6 +161,7 @@ def print_tables(results: list[SideResult]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    quiet.report()
     args.models = args.models or (TINY_MODELS if args.tiny else FULL_MODELS)
     args.quick = args.quick or args.tiny
     if args.quick:

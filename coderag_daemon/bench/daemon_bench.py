@@ -32,6 +32,7 @@ from ..engine import Model
 from ..engine.cache import common_prefix
 from ..prompts import detect_layout
 from ..server import plain
+from . import quiet
 from .editor_session import SAMPLE, Session
 
 FILES = ["tasktrack/models.py", "tasktrack/config.py", "tasktrack/storage.py", "tasktrack/auth.py",
@@ -215,4 +216,5 @@ async def _run(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    quiet.report()
     return asyncio.run(_run(args))

@@ -23,6 +23,7 @@ import numpy as np
 from .. import default_model
 from ..engine import ContextCache, EngineOptions, GenerationOptions, Model, generate
 from ..engine.cache import common_prefix
+from . import quiet
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -241,6 +242,7 @@ def print_table(results: list[ModelResult]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    quiet.report()
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 

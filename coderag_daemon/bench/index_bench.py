@@ -28,6 +28,7 @@ from typing import Any
 
 from ..admission import SKIPPED_DIR_NAMES, AdmissionOptions, AdmissionPolicy
 from ..index import WorkspaceIndex, retrieve
+from . import quiet
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 SAMPLE = FIXTURES / "sample_project"
@@ -44,6 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    quiet.report()
     work = Path(tempfile.mkdtemp(prefix="coderag-index-bench-"))
     try:
         sources = [Path(s) for s in args.source] if args.source else _library_folders()

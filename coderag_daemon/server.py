@@ -55,7 +55,7 @@ class CoderagServer(LanguageServer):
         self.windows = WindowStarts()
         self.loop: asyncio.AbstractEventLoop | None = None
         self._completion_cancel: dict[str, threading.Event] = {}
-        self._loading_progress: str | None = None
+        self._loading_progress: str | None = None  # these two on the event loop only
         self._shown_error: str | None = None
 
     # --- model --------------------------------------------------------------------------------
@@ -69,6 +69,19 @@ class CoderagServer(LanguageServer):
                 self.worker.fail(str(exc))
                 return
         self.worker.load(path, self.options.engine_options())
+
+    async def report_loading(self) -> None:
+        """Work-done progress for the model's loading, unless the client refuses it or the loading
+        ended while it was being created. On the event loop, as is `_publish_status`, which ends it."""
+        token = str(uuid.uuid4())
+        try:
+            await self.work_done_progress.create_async(token)
+        except Exception as exc:  # the client may refuse progress; loading goes on regardless
+            log.debug("no progress for model loading: %s", exc)
+            return
+        if self.worker.status().state == "loading":
+            self.work_done_progress.begin(token, types.WorkDoneProgressBegin(title="coderag: loading model"))
+            self._loading_progress = token
 
     def _model_loaded(self, model: Any) -> None:
         """On the worker thread, once a model is in: lay the context out for its vocabulary, and
@@ -89,13 +102,17 @@ class CoderagServer(LanguageServer):
         self.call_soon(self.window_show_message, types.ShowMessageParams(type=kind, message=f"coderag: {message}"))
 
     def _status_changed(self, status: Status) -> None:
+        """From the worker's thread (or the event loop): handled on the event loop, in order."""
+        self.call_soon(self._publish_status, status)
+
+    def _publish_status(self, status: Status) -> None:
         payload = status.as_dict()
         with self.project.lock:
             payload["files"] = len(self.project.context) if self.project.context is not None else 0
-        self.notify(protocol.STATUS, payload)
+        self.protocol.notify(protocol.STATUS, payload)
         if status.state != "loading" and self._loading_progress is not None:
             token, self._loading_progress = self._loading_progress, None
-            self.call_soon(self.work_done_progress.end, token, types.WorkDoneProgressEnd(message=status.state))
+            self.work_done_progress.end(token, types.WorkDoneProgressEnd(message=status.state))
         if status.state == "error" and status.error and status.error != self._shown_error:
             self.show(status.error, types.MessageType.Error)  # once per distinct error, not per status
         self._shown_error = status.error
@@ -189,7 +206,7 @@ class CoderagServer(LanguageServer):
             index(*paths)
             if any(is_gitignore(p) for p in paths):
                 self.call_soon(self.build_index)  # new rules: the index drops the files they refuse
-            self.shown.clear()
+            self.call_soon(self.shown.clear)  # the event loop's, like everything but the project and index
             log.info("changed on disk: %s", " -> ".join(paths))
         return on_event
 
@@ -199,7 +216,8 @@ class WorkProgress:
     (called from the worker thread after every batch), an index build's files (from the index thread).
 
     The progress is created on the client only once the work turns out to be long, and reports wait
-    until the client has accepted it."""
+    until the client has accepted it. Its state lives on the event loop: other threads hand their
+    calls over. Work reported after `finish` (a preload going on after it gave way) begins a new one."""
 
     def __init__(self, ls: CoderagServer, title: str, threshold: int = 1024, unit: str = "tokens") -> None:
         self.ls, self.title, self.threshold, self.unit = ls, title, threshold, unit
@@ -207,14 +225,17 @@ class WorkProgress:
         self.ready = self.finished = False
 
     def __call__(self, done: int, total: int) -> None:
-        if total < self.threshold or not _supports_progress(self.ls):
-            return
+        """From any thread."""
+        if total >= self.threshold and _supports_progress(self.ls):
+            self.ls.call_soon(self._update, done, total)
+
+    def _update(self, done: int, total: int) -> None:
         if self.token is None:
-            self.token = str(uuid.uuid4())
-            self.ls.call_soon(lambda: asyncio.ensure_future(self._begin()))
+            self.token, self.finished = str(uuid.uuid4()), False
+            asyncio.ensure_future(self._begin())
         elif self.ready:
             report = types.WorkDoneProgressReport(message=f"{done} of {total} {self.unit}", percentage=100 * done // total)
-            self.ls.call_soon(self.ls.work_done_progress.report, self.token, report)
+            self.ls.work_done_progress.report(self.token, report)
 
     async def _begin(self) -> None:
         try:
@@ -228,7 +249,7 @@ class WorkProgress:
             self._finish()
 
     def finish(self) -> None:
-        """From any thread; the flags are only touched on the event loop, so the end is sent once."""
+        """From any thread; the end is sent once, on the event loop."""
         self.ls.call_soon(self._finish)
 
     def _finish(self) -> None:
@@ -236,6 +257,7 @@ class WorkProgress:
         if self.ready:
             self.ready = False
             self.ls.work_done_progress.end(self.token, types.WorkDoneProgressEnd())
+            self.token = None
 
 
 def _supports_progress(ls: CoderagServer) -> bool:
@@ -303,15 +325,9 @@ def build_server(options: Options) -> CoderagServer:
         logging.getLogger("coderag_daemon").addHandler(_ClientLogHandler(ls))
         ls.restart_watcher()
         ls.build_index()
+        ls.load_model()  # at once: the model's loading never waits for the client to accept a progress
         if _supports_progress(ls):
-            token = str(uuid.uuid4())
-            try:
-                await ls.work_done_progress.create_async(token)
-                ls.work_done_progress.begin(token, types.WorkDoneProgressBegin(title="coderag: loading model"))
-                ls._loading_progress = token
-            except Exception as exc:  # the client may refuse progress; loading goes on regardless
-                log.debug("no progress for model loading: %s", exc)
-        ls.load_model()
+            await ls.report_loading()
 
     @server.feature(types.SHUTDOWN)
     def shutdown(ls: CoderagServer, params: None) -> None:
@@ -395,7 +411,7 @@ def build_server(options: Options) -> CoderagServer:
         window = ls.windows.window(uri, doc.text, offset)
         ls.project.completion_asked(uri, offset)
         if ls.worker.preload_pending():
-            ls.schedule_preload()  # aimed at this completion now, not at what was expected before
+            ls.schedule_preload()  # waiting or under way: aimed at this completion now, not at the old guess
         previous = ls._completion_cancel.pop(uri, None)
         if previous is not None:
             previous.set()  # a newer request for the same document supersedes it

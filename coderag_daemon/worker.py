@@ -3,14 +3,21 @@
 llama.cpp contexts are not shared between threads, and a prefill takes seconds, so every model job
 runs here, never on the LSP event loop. Interactive jobs (completion, chat) run first, in order; a
 preload runs only when nothing interactive waits, and gives way within one batch when an interactive
-job arrives (the engine polls `interrupted()` between batches). A preload that gave way is dropped:
-the interactive job brings the cache to its own target, and the next change of the context (or a
-completion that left part of it out) schedules a new preload.
+job arrives (the engine polls `interrupted()` between batches). A preload that gave way runs again
+once the worker is quiet (its delay after the last interactive job), whichever job interrupted it,
+unless a newer preload replaced it or it was cancelled; what it decoded before stays in the cache.
+
+From its start until a model is loaded (or fails to load, or `fail` says none can be), the worker
+expects one: interactive jobs wait for it, whether they arrive before the request to load or after
+(handlers that ask for the model and for a job may run in either order). Until that request comes
+they wait at most `model_wait` seconds; a load, once started, is waited for to its end. A preload
+waits for a model without a limit.
 """
 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import os
 import sys
@@ -27,6 +34,9 @@ log = logging.getLogger("coderag_daemon.worker")
 T = TypeVar("T")
 State = Literal["loading", "preloading", "ready", "busy", "error", "stopped"]
 
+
+MODEL_WAIT = 30.0
+"""Seconds an interactive job waits for a model to be asked for (the daemon asks at once) before it fails."""
 
 MODEL_NICENESS = 5
 """How much lower than the rest of the daemon the model threads run (Linux nice levels)."""
@@ -58,6 +68,9 @@ class Job(Generic[T]):
     future: Future = field(default_factory=Future)
     label: str = ""
     progress: Callable[[int, int], None] | None = None
+    delay: float = 0.0
+    """A preload's quiet time: after it is scheduled, and after the last interactive job once it gave way."""
+    submitted: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -69,10 +82,17 @@ class Session:
     job: Job
     others_waiting: Callable[[], bool]
     report: Callable[[UpdateStats], None]
+    gave_way: bool = False
+    """A preload stopped for an interactive job (the worker runs it again later)."""
 
     def interrupted(self) -> bool:
         """For prefill: this job was cancelled, or it is a preload and an interactive job waits."""
-        return self.job.cancel.is_set() or (not self.job.interactive and self.others_waiting())
+        if self.job.cancel.is_set():
+            return True
+        if not self.job.interactive and self.others_waiting():
+            self.gave_way = True
+            return True
+        return False
 
     def cancelled(self) -> bool:
         """For generation: checked before every token."""
@@ -116,10 +136,18 @@ class Status:
 
 class ModelWorker:
     def __init__(self, on_status: Callable[[Status], None] = lambda s: None,
-                 on_loaded: Callable[[Model], None] = lambda m: None) -> None:
+                 on_loaded: Callable[[Model], None] = lambda m: None, model_wait: float = MODEL_WAIT) -> None:
         self._cond = threading.Condition()
         self._interactive: collections.deque[Job] = collections.deque()
-        self._preload: tuple[float, Job] | None = None
+        self._preload: tuple[float | None, Job] | None = None
+        """The pending preload and when it is due; None: its delay after the last interactive job."""
+        self._expecting = True
+        """A model is on its way: interactive jobs wait for it."""
+        self._model_wait = model_wait
+        self._preloading = False
+        """A preload runs now."""
+        self._quiet_since = time.monotonic()
+        """When the last interactive job or load ended (worker thread only)."""
         self._model: Model | None = None
         self._cache: ContextCache | None = None
         self._status = Status("loading")
@@ -137,13 +165,15 @@ class ModelWorker:
         """(Re)load a model on the worker thread; jobs queued meanwhile wait for it."""
         with self._cond:
             self._load_request = (model_path, options)
+            self._expecting = True
             self._cond.notify()
 
     def fail(self, message: str) -> None:
-        """No model can be loaded (e.g. none is installed): requests answer with `message`."""
+        """No model can be loaded (e.g. none is installed): requests, waiting ones too, answer with `message`."""
         with self._cond:
             self._load_request = None
         self._set_status(state="error", error=message)
+        self._no_longer_expecting()
 
     def submit(self, fn: Callable[[Session], T], *, label: str = "", cancel: threading.Event | None = None,
                progress: Callable[[int, int], None] | None = None) -> Future:
@@ -159,17 +189,20 @@ class ModelWorker:
 
     def schedule_preload(self, fn: Callable[[Session], Any], delay: float, label: str = "preload",
                          progress: Callable[[int, int], None] | None = None) -> None:
-        """Run `fn` after `delay` seconds of quiet; a newer preload replaces a pending one."""
+        """Run `fn` after `delay` seconds of quiet; a newer preload replaces a pending one. If it gives
+        way to an interactive job, it runs again `delay` seconds after the last one (see the module)."""
+        job = Job(fn, interactive=False, label=label, progress=progress, delay=delay)
         with self._cond:
             if self._preload is not None:
                 self._preload[1].cancel.set()
-            self._preload = (time.monotonic() + delay, Job(fn, interactive=False, label=label, progress=progress))
+            self._preload = (time.monotonic() + delay, job)
             self._cond.notify()
 
     def preload_pending(self) -> bool:
-        """A preload waits for its quiet time (it has not started)."""
+        """A preload has work left: it waits for its quiet time, or runs (and may give way and go on).
+        A preload scheduled now replaces it."""
         with self._cond:
-            return self._preload is not None
+            return self._preload is not None or self._preloading
 
     def status(self) -> Status:
         with self._cond:
@@ -199,17 +232,22 @@ class ModelWorker:
                 if self._load_request is not None:
                     request, self._load_request = self._load_request, None
                     return request
+                now = time.monotonic()
                 if self._interactive:
-                    return self._interactive.popleft()
-                if self._preload is not None:
+                    waited = now - self._interactive[0].submitted
+                    if self._model is not None or not self._expecting or waited >= self._model_wait:
+                        return self._interactive.popleft()
+                    self._cond.wait(timeout=self._model_wait - waited)  # for the model on its way
+                elif self._preload is not None and self._model is not None:
                     due, job = self._preload
-                    wait = due - time.monotonic()
-                    if wait <= 0:
+                    if due is None:
+                        due = self._quiet_since + job.delay
+                    if due <= now:
                         self._preload = None
                         if not job.cancel.is_set():
                             return job
                         continue
-                    self._cond.wait(timeout=wait)
+                    self._cond.wait(timeout=due - now)
                 else:
                     self._cond.wait()
 
@@ -220,6 +258,8 @@ class ModelWorker:
                 self._load(*item)
             else:
                 self._run_job(item)
+            if isinstance(item, tuple) or item.interactive:
+                self._quiet_since = time.monotonic()
         self._close_model()
         self._set_status(state="stopped")
 
@@ -233,9 +273,17 @@ class ModelWorker:
         except Exception as exc:  # any failure leaves the daemon up, answering with this error
             log.error("cannot load model %s: %s", model_path, exc)
             self._set_status(state="error", error=str(exc))
+            self._no_longer_expecting()
             return
         self._model, self._cache = model, cache
+        self._no_longer_expecting()
         self._set_status(state="ready", n_ctx=cache.n_ctx, strategy=cache.strategy)
+
+    def _no_longer_expecting(self) -> None:
+        """The model is in, or the error is in the status: jobs waiting for the model go on."""
+        with self._cond:
+            self._expecting = False
+            self._cond.notify()
 
     def _close_model(self) -> None:
         if self._cache is not None:
@@ -251,18 +299,38 @@ class ModelWorker:
                 job.future.set_exception(ModelUnavailable("cancelled before it started"))
             return
         if self._cache is None or self._model is None:
-            reason = self.status().error or "the model is still loading"
-            job.future.set_exception(ModelUnavailable(f"no model available: {reason}"))
+            job.future.set_exception(ModelUnavailable(f"no model available: {self._why_no_model()}"))
             return
         session = Session(self._model, self._cache, job, self._has_interactive, self._record_update)
         self._set_status(state="busy" if job.interactive else "preloading")
+        with self._cond:
+            self._preloading = not job.interactive
         try:
-            job.future.set_result(job.fn(session))
+            result = job.fn(session)
         except BaseException as exc:  # handed to the waiting request, never kills the worker
             log.debug("job %s failed: %s", job.label, exc)
             job.future.set_exception(exc)
+        else:
+            job.future.set_result(result)
+            if session.gave_way:
+                self._resume_later(job)
         finally:
+            with self._cond:
+                self._preloading = False
             self._set_status(state="ready", **self._cache_figures())
+
+    def _why_no_model(self) -> str:
+        status = self.status()
+        if status.state == "error" and status.error:
+            return status.error
+        return f"no model was asked to load within {self._model_wait:g} s"
+
+    def _resume_later(self, preload: Job) -> None:
+        """A preload gave way: it goes on once the worker is quiet, unless its target is gone (a
+        newer preload replaced it, or it was cancelled). The rerun is a new job of the same work."""
+        with self._cond:
+            if self._preload is None and not preload.cancel.is_set() and not self._stopping:
+                self._preload = (None, dataclasses.replace(preload, future=Future()))
 
     def _cache_figures(self) -> dict[str, Any]:
         cache = self._cache

@@ -6,6 +6,8 @@ import os
 import sys
 import threading
 import time
+from concurrent.futures import Future
+from concurrent.futures import wait as futures_wait
 from pathlib import Path
 
 import pytest
@@ -121,3 +123,105 @@ def test_model_threads_run_below_the_event_loop() -> None:
         assert threading.get_native_id() not in lowered and os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base
     finally:
         w.stop()
+
+
+# --- a model on its way ---------------------------------------------------------------------------
+
+def not_done_soon(future: Future) -> bool:
+    """The job waits: no answer within a moment (a worker that does not wait answers at once)."""
+    return not futures_wait([future], timeout=0.3).done
+
+
+def test_a_job_that_comes_before_the_load_waits_for_the_model() -> None:
+    w = ModelWorker()
+    try:
+        early = w.submit(lambda session: "answered", label="early")
+        assert not_done_soon(early)
+        w.load(str(tiny_model_path("dense")), OPTIONS)
+        assert early.result(timeout=30) == "answered"
+    finally:
+        w.stop()
+
+
+def test_a_job_waits_only_so_long_for_a_model_nobody_asks_for() -> None:
+    w = ModelWorker(model_wait=0.2)
+    try:
+        with pytest.raises(ModelUnavailable, match=r"^no model available: no model was asked to load within 0\.2 s$"):
+            w.submit(lambda session: None).result(timeout=10)
+    finally:
+        w.stop()
+
+
+def test_jobs_waiting_for_a_model_that_fails_to_load_get_its_error(tmp_path: Path) -> None:
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"not a model")
+    w = ModelWorker()
+    try:
+        early = w.submit(lambda session: None)
+        assert not_done_soon(early)
+        w.load(str(bad), OPTIONS)
+        with pytest.raises(ModelUnavailable, match="not a GGUF"):
+            early.result(timeout=10)
+    finally:
+        w.stop()
+
+
+def test_jobs_waiting_for_a_model_get_the_reason_none_can_be_loaded() -> None:
+    w = ModelWorker()
+    try:
+        early = w.submit(lambda session: None)
+        assert not_done_soon(early)
+        w.fail("the default model is not installed")
+        with pytest.raises(ModelUnavailable, match="^no model available: the default model is not installed$"):
+            early.result(timeout=10)
+        with pytest.raises(ModelUnavailable, match="not installed"):  # and later ones at once
+            w.submit(lambda session: None).result(timeout=1)
+    finally:
+        w.stop()
+
+
+# --- a preload that gave way ------------------------------------------------------------------------
+
+class FakePreload:
+    """A preload that, on its first run, works until an interactive job interrupts it."""
+
+    def __init__(self) -> None:
+        self.runs: list[float] = []
+        self.gave_way = threading.Event()
+
+    def __call__(self, session: Session) -> None:
+        self.runs.append(time.monotonic())
+        if len(self.runs) == 1:
+            wait(session.interrupted)
+            self.gave_way.set()
+
+
+def test_a_preload_that_gave_way_goes_on_once_the_worker_is_quiet(worker: ModelWorker) -> None:
+    preload, delay = FakePreload(), 0.3
+    worker.schedule_preload(preload, delay=delay)
+    wait(lambda: preload.runs)
+    ended: list[float] = []
+
+    def interactive(session: Session) -> None:  # a context query, a chat, a clear: not a completion
+        assert preload.gave_way.is_set()
+        ended.append(time.monotonic())
+
+    worker.submit(interactive, label="context").result(timeout=10)
+    assert worker.preload_pending()  # it waits to go on (a completion now would aim it at itself)
+    wait(lambda: len(preload.runs) == 2)
+    assert preload.runs[1] >= ended[0] + delay  # after its quiet time, counted from the interruption's end
+    time.sleep(delay + 0.2)
+    assert len(preload.runs) == 2 and not worker.preload_pending()  # a run that did not give way is the last
+
+
+def test_a_preload_that_gave_way_is_not_resumed_once_a_newer_one_replaced_it(worker: ModelWorker) -> None:
+    old, new_runs = FakePreload(), []
+    worker.schedule_preload(old, delay=0)
+    wait(lambda: old.runs)
+    assert worker.preload_pending()  # it runs: a completion now schedules one aimed at itself, then asks
+    worker.schedule_preload(lambda s: new_runs.append(time.monotonic()), delay=0.1)
+    worker.submit(lambda session: None, label="completion").result(timeout=10)
+    assert old.gave_way.is_set()
+    wait(lambda: new_runs)
+    time.sleep(0.3)
+    assert len(old.runs) == 1 and len(new_runs) == 1

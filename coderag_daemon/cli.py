@@ -10,7 +10,7 @@ from pathlib import Path
 from dataclasses import fields
 from typing import Callable
 
-from . import default_model
+from . import default_model, tcp
 from .options import Options, check_setting
 
 
@@ -32,14 +32,14 @@ def _model_command(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from .server import build_server
     from .stdio import serve_stdio
-    from .tcp import serve_tcp
 
     options = Options(**{f.name: getattr(args, f.name) for f in fields(Options)})
-    server = build_server(options)
-    if args.tcp is not None:
-        serve_tcp(server, args.tcp)
-    else:
-        serve_stdio(server)
+    if args.tcp is None and args.socket is None:
+        serve_stdio(build_server(options))
+        return 0
+    listen = tcp.listen_tcp(args.tcp, args.token_file) if args.tcp is not None else tcp.listen_unix(args.socket)
+    with listen as listener:
+        tcp.serve_socket(build_server(options), listener)
     return 0
 
 
@@ -55,6 +55,16 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
         else:
             parser.add_argument(flag, type=_bounded(f.name), default=f.default, metavar="N",
                                 help=f"{f.metadata['help']} (default: %(default)s)")
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0-65535, not {port}")
+    return port
 
 
 def _glob(text: str) -> str:
@@ -87,11 +97,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="coderag-daemon",
         description="A local code assistant daemon. Without a command it serves LSP to an editor "
-                    "(stdio, or --tcp on 127.0.0.1) with the project's files kept warm in the model's KV cache.")
+                    "(stdio, --socket or --tcp) with the project's files kept warm in the model's KV cache.")
     parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="level of the daemon's own log on stderr (default: %(default)s)")
     transport = parser.add_mutually_exclusive_group()
     transport.add_argument("--stdio", action="store_true", help="speak LSP on stdin/stdout (the default)")
-    transport.add_argument("--tcp", type=int, metavar="PORT", help="listen for one LSP client on 127.0.0.1:PORT")
+    transport.add_argument("--socket", nargs="?", const=tcp.runtime_dir() / tcp.SOCKET_NAME, type=Path, metavar="PATH",
+                           help="listen for one LSP client on a Unix domain socket (mode 0600, in a directory only "
+                                "you can open; default: %(const)s)")
+    transport.add_argument("--tcp", type=_port, metavar="PORT",
+                           help="listen for one LSP client on 127.0.0.1:PORT (0: any free port); its initialize must "
+                                f"carry the token of --token-file as initializationOptions.{tcp.TOKEN_OPTION}")
+    parser.add_argument("--token-file", type=Path, metavar="PATH",
+                        help="with --tcp: where the daemon writes its new random token, mode 0600 (default: "
+                             f"{tcp.runtime_dir() / 'tcp-PORT.token'}); see docs/PROTOCOL.md")
     _add_settings(parser)
     parser.set_defaults(func=_serve)
     sub = parser.add_subparsers(dest="command")
@@ -131,7 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.token_file is not None and args.tcp is None:
+        parser.error("--token-file goes with --tcp (a Unix socket needs no token)")
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("coderag_daemon").setLevel(args.log_level)
     try:
@@ -145,7 +166,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
     """Errors whose message is the whole story (no traceback): bad model files, bad settings."""
     from .engine import ContextOverflowError, ModelError
 
-    return (ModelError, ContextOverflowError, ValueError, FileNotFoundError)
+    return (ModelError, ContextOverflowError, ValueError, FileNotFoundError, tcp.TransportError)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,10 @@ _NAME = b"Content-Length: "
 _PREVIEW = 80
 
 
+class MessageTooLong(ValueError):
+    """A Content-Length over the limit the caller set; its body is left unread."""
+
+
 class MessageReader:
     """The messages on a stream, in order, as JSON values; what lies between them is skipped and logged."""
 
@@ -35,10 +39,13 @@ class MessageReader:
         self._stream = stream
         self._pending = b""  # read into a body too far, to be read again
 
-    async def read(self) -> Any:
+    async def read(self, max_length: int | None = None) -> Any:
         """The next message's JSON. Raises JsonRpcParseError for a body that is not JSON, EOFError at
-        the end of the stream, asyncio.IncompleteReadError when the stream ends inside a body."""
+        the end of the stream, asyncio.IncompleteReadError when the stream ends inside a body, and
+        MessageTooLong for a Content-Length over `max_length` (a client not trusted yet)."""
         length = await self._header()
+        if max_length is not None and length > max_length:
+            raise MessageTooLong(f"a message of {length} bytes, over the {max_length} allowed")
         body = await self._readexactly(length)
         with contextlib.suppress(ValueError):
             return json.loads(body)

@@ -14,7 +14,7 @@ import logging
 import os
 import stat
 import sys
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from pygls.exceptions import JsonRpcException, JsonRpcParseError
 from pygls.io_ import StdinAsyncReader
@@ -81,12 +81,11 @@ async def _read_messages(server: CoderagServer) -> None:
         await asyncio.get_running_loop().connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stream), stdin)
     else:
         stream = StdinAsyncReader(stdin, server.thread_pool)
-    await serve_messages(server, stream)
+    await serve_messages(server, MessageReader(stream))
 
 
-async def serve_messages(server: CoderagServer, stream: MessageStream | StdinAsyncReader) -> None:
+async def serve_messages(server: CoderagServer, messages: MessageReader) -> None:
     """Read and handle messages until the stream ends (stdin here, a socket in tcp.py)."""
-    messages, protocol = MessageReader(stream), server.protocol
     while True:
         try:
             data = await messages.read()
@@ -96,13 +95,19 @@ async def serve_messages(server: CoderagServer, stream: MessageStream | StdinAsy
         except EOFError:
             return
         except JsonRpcParseError as exc:
-            protocol.send_error(None, exc)
+            server.protocol.send_error(None, exc)
             continue
-        try:  # only the message itself is structured, not objects inside it that have a "jsonrpc"
-            protocol.handle_message(protocol.structure_message(data) if isinstance(data, dict) else data)
-        except Exception as exc:
-            log.exception("Unable to handle message")
-            server.report_server_error(exc, JsonRpcException)
+        handle_message(server, data)
+
+
+def handle_message(server: CoderagServer, data: Any) -> None:
+    """Handle one message read from the client (a JSON value)."""
+    protocol = server.protocol
+    try:  # only the message itself is structured, not objects inside it that have a "jsonrpc"
+        protocol.handle_message(protocol.structure_message(data) if isinstance(data, dict) else data)
+    except Exception as exc:
+        log.exception("Unable to handle message")
+        server.report_server_error(exc, JsonRpcException)
 
 
 def _pollable_alone(stdin_fd: int, stdout_fd: int) -> bool:

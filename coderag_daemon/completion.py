@@ -1,7 +1,8 @@
 """Inline completion: what to ask the model, when to stop it, and what to show.
 
 Plain text logic, no model: the cursor's prefix/suffix windows, the stop rule (end of the current
-line when text follows the cursor, else end of the block by indentation), trimming text that the
+line when text follows the cursor, else end of the block by indentation), what a suggestion inserts
+(the generated text after the typed text the model had to write again), trimming text that the
 suffix already holds, and the cache that answers typing through a shown suggestion without a model
 call.
 """
@@ -9,6 +10,7 @@ call.
 from __future__ import annotations
 
 import collections
+import re
 from dataclasses import dataclass
 
 
@@ -112,21 +114,44 @@ class StopRule:
             indent = max(indent, len(current))
         return cls(single_line=bool(line_after.strip()), block_indent=indent)
 
-    def cut(self, generated: str) -> int | None:
-        """Length of `generated` to keep, or None to go on generating."""
+    def cut(self, generated: str, final: bool = False) -> int | None:
+        """Length of `generated` to keep, or None to go on generating (or, when `final`, to keep it
+        all: nothing more comes, so its last line is whole)."""
         if self.single_line:
             nl = generated.find("\n")
             return nl if nl >= 0 else None
         lines = generated.split("\n")
         pos = len(lines[0]) + 1
         for i, line in enumerate(lines[1:], start=1):
-            complete = i < len(lines) - 1  # the last piece may still grow
+            complete = final or i < len(lines) - 1  # else the last piece may still grow
             if complete and line.strip() and _indent(line) < self.block_indent:
                 return pos - 1
             if complete and not line.strip() and self.block_indent == 0 and lines[i - 1].strip():
                 return pos - 1
             pos += len(line) + 1
         return None
+
+    def cut_short(self, generated: str) -> str:
+        """`generated` as a budget (tokens or time) left it: cut where its last line, taken as
+        whole, ends the completion; else without what it was still writing, the last line of
+        several or the word the only line ends in. A name cut in the middle ('token_is' of
+        'token_is_expired') would be inserted as a name that does not exist."""
+        keep = self.cut(generated, final=True)
+        if keep is not None:
+            return generated[:keep]
+        head, newline, _ = generated.rpartition("\n")
+        return head if newline else _LAST_WORD.sub("", generated)
+
+
+_LAST_WORD = re.compile(r"\w+\Z")
+
+
+def continuation(healed: str, generated: str) -> str:
+    """What a suggestion inserts at the cursor: the generated text after `healed`, the end of the
+    typed text that the prompt left out and the model was held to write first (token healing, see
+    prompts.PromptLayout.healed_text). Generated text that does not start with it would not go on
+    from what is typed (the generation stopped before it was written): then there is no suggestion."""
+    return generated[len(healed):] if generated.startswith(healed) else ""
 
 
 def trim_suffix_overlap(completion: str, suffix: str) -> str:
@@ -151,7 +176,8 @@ class _Shown:
 
 class TypeThroughCache:
     """Suggestions recently shown. When the user types the start of one, the rest is still the
-    answer: no model call, and no flicker."""
+    answer: no model call, and no flicker. Not thread-safe: the event loop's alone (other threads
+    hand a `clear` over with `call_soon_threadsafe`)."""
 
     def __init__(self, size: int = 8) -> None:
         self._items: collections.deque[_Shown] = collections.deque(maxlen=size)

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .completion import StopRule, Window, trim_suffix_overlap
+from .completion import StopRule, Window, continuation, trim_suffix_overlap
 from .documents import Document
 from .engine import GenerationOptions, UpdateStats, generate
 from .index import Retrieved
@@ -67,11 +67,15 @@ class Outcome:
 
 def completion_target(project: Project, doc: Document, window: Window) -> list[list[int]]:
     """The whole context of a completion at `window`: every file but `doc`, then the request."""
-    return [*project.segments(exclude=doc), _completion_tail(project, doc, window)]
+    return [*project.segments(exclude=doc), _completion_tail(project, doc, window)[0]]
 
 
-def _completion_tail(project: Project, doc: Document, window: Window) -> list[int]:
-    return project.layout().completion_tail(project.display_path(doc), window.prefix, window.suffix)
+def _completion_tail(project: Project, doc: Document, window: Window) -> tuple[list[int], str]:
+    """The request tail, and the end of the prefix it leaves out for the model to write first."""
+    layout = project.layout()
+    healed = layout.healed_text(window.prefix)
+    prefix = window.prefix[:len(window.prefix) - len(healed)]
+    return layout.completion_tail(project.display_path(doc), prefix, window.suffix), healed
 
 
 def within_reach(segments: list[list[int]], kept: int, wait: int) -> tuple[list[list[int]], int]:
@@ -108,16 +112,27 @@ def complete(session: Session, project: Project, doc: Document, window: Window, 
     context within `options.completion_wait_tokens` of what the cache holds."""
     files = project.segments(exclude=doc)
     files, left_out = within_reach(files, session.cache.reusable(files), options.completion_wait_tokens)
-    stats, prefill_ms = _prefill(session, [*files, _completion_tail(project, doc, window)])
+    tail, healed = _completion_tail(project, doc, window)
+    stats, prefill_ms = _prefill(session, [*files, tail])
     rule = StopRule.at(window)
+
+    def should_stop(generated: str) -> int | None:  # the rule sees the text after the cursor
+        keep = rule.cut(generated[len(healed):]) if len(generated) > len(healed) else None
+        return None if keep is None else len(healed) + keep
+
+    layout = project.layout()
     gen = generate(
         session.cache,
-        GenerationOptions(max_tokens=options.max_completion_tokens, stop_tokens=project.layout().stop_tokens,
+        GenerationOptions(max_tokens=options.max_completion_tokens, stop_tokens=layout.stop_tokens,
                           time_budget_s=options.completion_time_budget_ms / 1000),
         cancelled=session.cancelled,
-        should_stop=rule.cut,
+        should_stop=should_stop,
+        constrain=layout.healing(healed),
     )
-    text = trim_suffix_overlap(gen.text, window.suffix)
+    text = continuation(healed, gen.text)
+    if gen.stop_reason in ("max_tokens", "time", "context_full"):
+        text = rule.cut_short(text)
+    text = trim_suffix_overlap(text, window.suffix)
     return Outcome(text, gen.stop_reason, stats, prefill_ms, gen.first_token_ms, gen.total_ms, len(gen.tokens),
                    left_out=left_out)
 

@@ -75,9 +75,12 @@ def generate(
     cancelled: Callable[[], bool] | None = None,
     on_text: Callable[[str], None] | None = None,
     should_stop: Callable[[str], int | None] | None = None,
+    constrain: Callable[[bytes], np.ndarray | None] | None = None,
 ) -> Generation:
     """Generate after the cache's last token. `should_stop(text)` may end it early by returning the
-    length of text to keep (used for 'end of block' in completions)."""
+    length of text to keep (used for 'end of block' in completions). `constrain(bytes so far)` may
+    name the only token ids allowed next (a completion's first tokens must retype the end of the
+    prompt's text that was left out of it)."""
     model = cache.model
     rng = np.random.default_rng(options.seed)
     decoder = codecs.getincrementaldecoder("utf-8")("replace")
@@ -85,21 +88,24 @@ def generate(
     deadline = t0 + options.time_budget_s if options.time_budget_s is not None else None
     logits = cache.logits()
     tokens: list[int] = []
-    text, emitted = "", 0
+    text, emitted, written = "", 0, b""
     first_ms: float | None = None
     reason: StopReason = "max_tokens"
     for _ in range(options.max_tokens):
         if cancelled is not None and cancelled():
             reason = "cancelled"
             break
-        token = pick_token(logits, options, rng)
+        allowed = constrain(written) if constrain is not None else None
+        token = pick_token(logits if allowed is None else _only(logits, allowed), options, rng)
         if first_ms is None:
             first_ms = (time.perf_counter() - t0) * 1000
         if model.is_end_of_generation(token) or token in options.stop_tokens:
             reason = "eog"
             break
         tokens.append(token)
-        text += decoder.decode(model.token_bytes(token))
+        piece = model.token_bytes(token)
+        written += piece
+        text += decoder.decode(piece)
         cut = _first_stop(text, options.stop, max(0, emitted - max((len(s) for s in options.stop), default=0)))
         if cut is not None:
             text, reason = text[:cut], "stop"
@@ -124,6 +130,13 @@ def generate(
     if on_text is not None and len(text) > emitted:
         on_text(text[emitted:])
     return Generation(text, tokens, reason, first_ms, (time.perf_counter() - t0) * 1000)
+
+
+def _only(logits: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+    """The logits with every token but the `allowed` ones ruled out."""
+    masked = np.full_like(logits, -np.inf)
+    masked[allowed] = logits[allowed]
+    return masked
 
 
 def _first_stop(text: str, stops: tuple[str, ...], start: int) -> int | None:

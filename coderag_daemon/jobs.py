@@ -111,8 +111,11 @@ def complete(session: Session, project: Project, doc: Document, window: Window, 
     """An inline completion at the cursor between window.prefix and window.suffix, over the file
     context within `options.completion_wait_tokens` of what the cache holds."""
     files = project.segments(exclude=doc)
-    files, left_out = within_reach(files, session.cache.reusable(files), options.completion_wait_tokens)
     tail, healed = _completion_tail(project, doc, window)
+    # What the update to the whole target keeps; of the files alone the last token would count as
+    # decoded again, for logits that a completion takes after its tail instead.
+    kept = min(session.cache.reusable([*files, tail]), sum(map(len, files)))
+    files, left_out = within_reach(files, kept, options.completion_wait_tokens)
     stats, prefill_ms = _prefill(session, [*files, tail])
     rule = StopRule.at(window)
 

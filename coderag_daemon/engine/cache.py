@@ -20,6 +20,9 @@ one unified KV cache, so two targets that share a prefix (the completion and the
 files) each keep their own tail: an update of one sequence copies the cells of the prefix it shares
 with the other (`llama_memory_seq_cp` only tags cells) instead of decoding them again. When the two
 do not fit in n_ctx together, the other sequence is dropped. Checkpoint strategies keep one sequence.
+With a full-size SWA cache each cell also carries a pin sequence, so that llama.cpp never hands a
+cell that fell out of one sequence's window to the other (`_ids`); a cut or a shared prefix is still
+only taken where the cells hold the window before it (`_holds_window`).
 """
 
 from __future__ import annotations
@@ -111,10 +114,12 @@ class ContextCache:
         self.options = options or EngineOptions()
         self.strategy: Strategy = self._choose_strategy()
         self.n_seq = 2 if self.strategy in ("truncate", "swa-full") else 1
+        self._pinned = self.strategy == "swa-full"
+        """Each sequence s is mirrored by a pin sequence s + n_seq tagging the same cells (see _ids)."""
         self.ctx = self._create_context(swa_full=self.strategy == "swa-full")
         self.memory = llama_cpp.llama_get_memory(self.ctx)
         self.n_ctx = llama_cpp.llama_n_ctx(self.ctx)
-        self._batch = llama_cpp.llama_batch_init(self.options.n_batch, 0, 1)
+        self._batch = llama_cpp.llama_batch_init(self.options.n_batch, 0, 2 if self._pinned else 1)
         self._seqs = [_Sequence(i) for i in range(self.n_seq)]
         self._seq = self._seqs[0]
         self._shared = 0
@@ -130,19 +135,24 @@ class ContextCache:
 
     def cached_prefix(self, segments: Sequence[Sequence[int]], seq: int | None = None) -> int:
         """How many leading tokens of the concatenated segments sequence `seq` (by default, some
-        sequence) holds, decoded, so an update would keep them."""
+        sequence) holds, decoded. What an update would keep of them is `reusable`: where the target
+        goes on differently after them, a small sliding-window cache may have to go back further."""
         target = list(itertools.chain.from_iterable(segments))
         seqs = self._seqs if seq is None else [self._sequence(seq)]
         return max(common_prefix(s.tokens, target) for s in seqs)
 
-    def reusable(self, segments: Sequence[Sequence[int]]) -> int:
-        """How many leading tokens of the concatenated segments an update would keep rather than
-        decode: the cached prefix where the strategy can cut there, else the nearest checkpoint
-        before it. Lets a request leave out context that is not decoded yet."""
-        p = self.cached_prefix(segments)
-        if p >= len(self._seq.tokens) or self._can_truncate(p):
-            return p
-        return next((c.pos for c in self.checkpoints.candidates(p)), 0)
+    def reusable(self, segments: Sequence[Sequence[int]], seq: int = 0) -> int:
+        """How many leading tokens of the concatenated segments an update of sequence `seq` to them
+        would keep rather than decode: the choices `update` makes, between the other sequence's
+        prefix and its own (cut, or the nearest checkpoint before the cut). An update to a longer
+        target that starts with them keeps at least as many. Lets a request leave out context that
+        is not decoded yet."""
+        target = list(itertools.chain.from_iterable(segments))
+        s, n = self._sequence(seq), len(target)
+        p = common_prefix(s.tokens, target)
+        if n == 0 or (p == n and self._holds_target(s, n)):
+            return n
+        return max(self._shareable(s, target, n - 1), self._keepable(s, min(p, n - 1)))
 
     @property
     def cells_used(self) -> int:
@@ -156,6 +166,19 @@ class ContextCache:
     def _other(self, s: _Sequence) -> _Sequence | None:
         """The sequence beside `s`, or None when the context has one."""
         return self._seqs[1 - s.id] if self.n_seq == 2 else None
+
+    def _ids(self, s: _Sequence) -> tuple[int, ...]:
+        """The llama sequence ids that tag `s`'s cells. With a full-size SWA cache llama.cpp still
+        reuses a cell held by one sequence once it fell out of that sequence's window, and then
+        drops that sequence's positions up to the cell's (including its share of prefix cells): one
+        sequence's decode would evict the other's early window, and truncating or sharing from that
+        one would no longer be exact. A pin sequence on every cell makes each cell held by two
+        sequences, which llama.cpp never reuses; the full-size cache has room for every cell."""
+        return (s.id, s.id + self.n_seq) if self._pinned else (s.id,)
+
+    def _remove(self, s: _Sequence, p0: int, p1: int) -> bool:
+        """Remove positions [p0, p1) of `s` (p1 < 0: to the end) from the memory."""
+        return all([bool(llama_cpp.llama_memory_seq_rm(self.memory, i, p0, p1)) for i in self._ids(s)])
 
     # --- set-up -------------------------------------------------------------------------------
 
@@ -191,7 +214,7 @@ class ContextCache:
         params.n_ctx = o.n_ctx
         params.n_batch = o.n_batch
         params.n_ubatch = o.n_batch
-        params.n_seq_max = self.n_seq
+        params.n_seq_max = 2 * self.n_seq if self._pinned else self.n_seq
         params.kv_unified = True  # one pool of n_ctx cells; shared prefix cells are stored once
         params.n_threads = params.n_threads_batch = o.n_threads
         params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if o.flash_attn else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
@@ -264,22 +287,45 @@ class ContextCache:
         s.logits = s.target_logits[1]
         return True
 
+    def _holds_target(self, s: _Sequence, n: int) -> bool:
+        """Whether an update of `s` to a target of n tokens it holds decodes nothing: it ends there
+        with its logits, or it can go back there (`_back_to_target_end`)."""
+        if len(s.tokens) == n and s.logits is not None:
+            return True
+        return s.target_logits is not None and s.target_logits[0] == n and self._can_truncate(s, n)
+
     def _share(self, p: int, target: list[int]) -> tuple[int, RestoreKind] | None:
-        """Take the cells of a longer common prefix from the other sequence, if it has one: the
-        current sequence becomes 'the other's first q tokens' without decoding them."""
+        """Take the cells of a common prefix from the other sequence when that keeps more than
+        rewinding the current one to p: it becomes 'the other's first q tokens' without decoding."""
         s = self._seq
         other = self._other(s)
-        if other is None:
+        q = self._shareable(s, target, len(target) - 1)
+        if other is None or q <= self._keepable(s, p):
             return None
-        q = min(common_prefix(other.tokens, target), len(target) - 1)
-        if q <= p:
-            return None
-        llama_cpp.llama_memory_seq_rm(self.memory, s.id, 0, -1)
-        llama_cpp.llama_memory_seq_cp(self.memory, other.id, s.id, 0, q)
+        self._remove(s, 0, -1)
+        for src, dst in zip(self._ids(other), self._ids(s)):
+            llama_cpp.llama_memory_seq_cp(self.memory, src, dst, 0, q)
         s.forget()
         s.tokens.extend(other.tokens[:q])
         self._shared = q
         return q, "shared"
+
+    def _shareable(self, s: _Sequence, target: Sequence[int], limit: int) -> int:
+        """How many leading tokens of `target` (at most `limit`) `s` could take from the other
+        sequence exactly: the common prefix q when the other's cells still hold the window before
+        q, else 0 (a shorter prefix needs a window that starts earlier still)."""
+        other = self._other(s)
+        if other is None:
+            return 0
+        q = min(common_prefix(other.tokens, target), limit)
+        return q if self._holds_window(other, q) else 0
+
+    def _keepable(self, s: _Sequence, p: int) -> int:
+        """What rewinding `s` to p keeps (`_rewind`): p where the memory can be cut exactly there,
+        else the nearest checkpoint before p, else nothing."""
+        if p >= len(s.tokens) or self._can_truncate(s, p):
+            return min(p, len(s.tokens))
+        return next((c.pos for c in self.checkpoints.candidates(p)), 0)
 
     def _make_room(self, count: int) -> None:
         """Drop the other sequence when its cells and `count` more would not fit in n_ctx."""
@@ -295,7 +341,7 @@ class ContextCache:
         if self.n_seq == 1 or not 0 <= seq < self.n_seq or not self._seqs[seq].tokens:
             return
         dropped = self._seqs[seq]
-        llama_cpp.llama_memory_seq_rm(self.memory, seq, 0, -1)
+        self._remove(dropped, 0, -1)
         dropped.forget()
         self._shared = 0
         rest = self._other(dropped)
@@ -307,8 +353,8 @@ class ContextCache:
         while the other sequence was held sit above its cells, so after a drop the attention would
         still span the holes it left. Copies the sequence's KV out and back (tens of ms).
 
-        Dense models only: with a sliding-window cache, a sequence later copied from the restored
-        one no longer matched a fresh evaluation (tests/engine/test_sequences.py)."""
+        Dense models only: llama.cpp's copy of a sequence leaves out the sliding-window cells outside
+        its last window, so the moved sequence could no longer be cut or shared before its end."""
         size = llama_cpp.llama_state_seq_get_size(self.ctx, s.id)
         data = (ctypes.c_uint8 * size)()
         if llama_cpp.llama_state_seq_get_data(self.ctx, data, size, s.id) != size:
@@ -342,20 +388,27 @@ class ContextCache:
 
     def _truncate(self, p: int) -> bool:
         """Cut the memory and tokens back to p where that is exact."""
-        if self._can_truncate(p) and llama_cpp.llama_memory_seq_rm(self.memory, self._seq.id, p, -1):
+        if self._can_truncate(self._seq, p) and self._remove(self._seq, p, -1):
             del self._seq.tokens[p:]
             self._shared = min(self._shared, p)
             return True
         return False
 
-    def _can_truncate(self, p: int) -> bool:
-        if self.strategy in ("truncate", "swa-full"):
+    def _can_truncate(self, s: _Sequence, p: int) -> bool:
+        """Whether cutting `s` back to p leaves a memory that continues exactly from p."""
+        if self.strategy == "truncate":
             return True
-        if self.strategy == "swa-checkpoints":
-            # Exact only while the SWA cache still holds the window before the cut.
-            pos_min = llama_cpp.llama_memory_seq_pos_min(self.memory, self._seq.id)
-            return pos_min <= 0 or pos_min < p - self.model.n_swa
-        return False
+        return self.strategy in ("swa-full", "swa-checkpoints") and self._holds_window(s, p)
+
+    def _holds_window(self, s: _Sequence, p: int) -> bool:
+        """Whether `s`'s sliding-window cells cover the window of a token decoded at p. llama.cpp
+        masks position p0 from p1 when p1 - p0 >= n_swa, so that token attends to p - n_swa + 1 ..
+        p - 1 (a chunked window starts no earlier); a sequence's cells span [pos_min, pos_max]
+        without holes (llama.cpp drops the positions below a reused cell)."""
+        if self.model.n_swa <= 0 or p <= 0:
+            return True
+        pos_min = llama_cpp.llama_memory_seq_pos_min(self.memory, s.id)
+        return 0 <= pos_min <= max(0, p - self.model.n_swa + 1)
 
     def _restore(self, checkpoint: Checkpoint) -> bool:
         data = checkpoint.data
@@ -369,7 +422,7 @@ class ContextCache:
         if self.n_seq == 1:
             llama_cpp.llama_memory_clear(self.memory, True)
         else:
-            llama_cpp.llama_memory_seq_rm(self.memory, self._seq.id, 0, -1)
+            self._remove(self._seq, 0, -1)
         self._seq.forget()
         self._shared = 0
         return 0
@@ -405,11 +458,13 @@ class ContextCache:
         batch = self._batch
         k = len(tokens)
         batch.n_tokens = k
+        ids = self._ids(self._seq)
         for i, tok in enumerate(tokens):
             batch.token[i] = tok
             batch.pos[i] = pos + i
-            batch.n_seq_id[i] = 1
-            batch.seq_id[i][0] = self._seq.id
+            batch.n_seq_id[i] = len(ids)
+            for j, seq_id in enumerate(ids):
+                batch.seq_id[i][j] = seq_id
             batch.logits[i] = False
         batch.logits[k - 1] = logits
         rc = llama_cpp.llama_decode(self.ctx, batch)

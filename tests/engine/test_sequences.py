@@ -77,20 +77,53 @@ def test_switching_between_two_targets_decodes_only_what_changed(model_and_optio
     assert diff(cache, model, overrides, follow_up) <= TOLERANCE
 
 
-@pytest.mark.parametrize("seed", [1, 2])
+FILE_OPS = ["insert_inside", "move_to_tail", "unchanged", "at_end", "delete_inside", "remove_segment",
+            "replace_inside", "at_boundary"]
+TAIL_OPS = ["tail_insert", "tail_replace", "tail_cut", "tail_grow", "unchanged"]
+
+
+def edit_tail(tail: list[int], pool: list[int], rng: random.Random, op: str) -> list[int]:
+    """Apply one named edit inside a request tail; it stays longer than the 32-token window."""
+    tail = list(tail)
+    chunk = pool[(at := rng.randrange(len(pool) - 60)) : at + rng.randint(1, 60)]
+    if op == "tail_insert":
+        at = rng.randrange(1, len(tail))
+        tail[at:at] = chunk[:12]
+    elif op == "tail_replace":
+        at = rng.randrange(1, len(tail) - 3)
+        tail[at : at + 3] = chunk[:4]
+    elif op == "tail_cut":
+        del tail[max(len(tail) * 2 // 3, 40):]
+    elif op == "tail_grow":
+        tail.extend(chunk)
+    elif op != "unchanged":
+        raise ValueError(op)
+    return tail
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
 def test_random_edits_on_two_sequences_match_fresh_evaluation(model_and_options, source_texts: list[str], seed: int) -> None:
+    """Tails longer than the sliding window: one sequence's decode reaches past the other's window,
+    where llama.cpp would reuse that one's cells. The update keeps what `reusable` said."""
     model, overrides = model_and_options
     rng = random.Random(seed)
-    files = make_segments(model, source_texts, rng)
-    tails = [model.tokenize("\n# complete here\n"), model.tokenize("\nQuestion: what is this?\n")]
+    files = make_segments(model, source_texts, rng, n_segments=4, size=160)
+    pool = flat(make_segments(model, source_texts[4:], rng, n_segments=3))
+    tails = [pool[:rng.randint(80, 240)], pool[300 : 300 + rng.randint(80, 240)]]
     cache = ContextCache(model, options(**overrides))
-    for op in ["insert_inside", "move_to_tail", "unchanged", "at_end", "delete_inside", "unchanged",
-               "remove_segment", "replace_inside", "at_boundary", "unchanged"]:
-        files = edit(files, rng, op)
+    for _ in range(16):
         seq = rng.randrange(2)
+        if rng.random() < 0.25:
+            op = rng.choice(FILE_OPS)
+            files = edit(files, rng, op)
+        else:
+            op = rng.choice(TAIL_OPS)
+            tails[seq] = edit_tail(tails[seq], pool, rng, op)
         target = [*files, tails[seq]]
+        kept = cache.reusable(target, seq)
         stats = cache.update(target, seq=seq)
         assert diff(cache, model, overrides, target) <= TOLERANCE, (op, seq, stats)
+        assert stats.restored_from == kept, (op, seq, stats)
         if rng.random() < 0.5:
             generate(cache, GenerationOptions(max_tokens=3))
 

@@ -40,7 +40,8 @@ import numpy as np
 
 from .checkpoints import Checkpoint, CheckpointStore, checkpoint_positions
 from .model import Model
-from .options import EngineOptions
+from .options import MIB, EngineOptions
+from .shape import attention_shape
 
 log = logging.getLogger("coderag_daemon.engine")
 
@@ -190,23 +191,24 @@ class ContextCache:
             return "state-checkpoints"
         mode = self.options.swa_mode
         if mode == "auto":
-            needed = self.swa_checkpoint_estimate() * math.ceil(self.options.n_ctx / self.options.checkpoint_interval)
+            one = self.swa_checkpoint_estimate()
+            needed = one * math.ceil(self.options.n_ctx / self.options.checkpoint_interval)
             mode = "checkpoints" if needed <= self.options.checkpoint_budget_bytes else "full"
-            log.info("swa_mode auto: ~%d MiB of checkpoints for full coverage vs a %d MiB budget -> %s",
-                     needed >> 20, self.options.checkpoint_budget_bytes >> 20, mode)
+            log.info("swa_mode auto: %.1f MiB per checkpoint, ~%d MiB for full coverage vs a %d MiB budget -> %s",
+                     one / MIB, needed // MIB, self.options.checkpoint_budget_bytes // MIB, mode)
         return "swa-checkpoints" if mode == "checkpoints" else "swa-full"
 
     def swa_checkpoint_estimate(self) -> int:
-        """Upper bound of one partial-state image: every layer's SWA cache, K and V."""
-        meta, arch = self.model.metadata, self.model.arch
-        n_layer = int(meta.get(f"{arch}.block_count", 1))
-        n_head = int(meta.get(f"{arch}.attention.head_count", 1))
-        n_head_kv = int(meta.get(f"{arch}.attention.head_count_kv", n_head))
-        head_dim = int(meta.get(f"{arch}.embedding_length", 0)) // max(n_head, 1)
-        k_len = int(meta.get(f"{arch}.attention.key_length", head_dim))
-        v_len = int(meta.get(f"{arch}.attention.value_length", head_dim))
-        cells = min(self.options.n_ctx, -(-(self.model.n_swa + self.options.n_batch) // 256) * 256)
-        return n_layer * cells * n_head_kv * (k_len + v_len) * (4 if self.options.kv_type == "f32" else 2)
+        """Bytes of one partial-state image: the last n_swa positions of each sliding-window layer's
+        K and V (`shape`). A tight upper bound where llama.cpp's layer layout for the architecture
+        is known (it counts a per-cell extension only some models write), else one that counts
+        every layer."""
+        shape = attention_shape(self.model.metadata, self.model.arch)
+        if not shape.pattern_known:
+            log.info("sliding-window layers of a %s model not known here; sizing checkpoints as if every layer "
+                     "had a window (an upper bound)", self.model.arch)
+        cells = min(self.model.n_swa, self.options.n_ctx)
+        return shape.swa_checkpoint_bytes(cells, 4 if self.options.kv_type == "f32" else 2)
 
     def _create_context(self, swa_full: bool) -> llama_cpp.llama_context_p:
         o = self.options

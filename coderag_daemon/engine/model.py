@@ -21,6 +21,7 @@ log = logging.getLogger("coderag_daemon.engine")
 _llama_log = logging.getLogger("coderag_daemon.llama_cpp")
 # ggml_log_level: NONE, DEBUG, INFO, WARN, ERROR, CONT (continuation of the previous line).
 _LEVELS = {1: logging.DEBUG, 2: logging.DEBUG, 3: logging.WARNING, 4: logging.ERROR}
+_MAX_LAYERS = 512  # llama.cpp's LLAMA_MAX_LAYERS
 
 
 class ModelError(RuntimeError):
@@ -179,9 +180,14 @@ class Model:
 
 
 def _string_metadata(reader: GGUFReader) -> dict[str, str]:
-    """Scalar string and integer metadata; arrays (the vocabulary) are left out."""
+    """Scalar string and integer metadata, and number arrays of at most one entry per layer (head
+    counts, the sliding-window layout) as their list's text; the vocabulary's arrays are left out."""
     out: dict[str, str] = {}
     for name, field in reader.fields.items():
+        if (len(field.types) == 2 and field.types[1].name not in ("STRING", "ARRAY")
+                and 0 < len(field.data) <= _MAX_LAYERS):
+            out[name] = str([field.parts[i][0].item() for i in field.data])
+            continue
         if len(field.types) != 1 or not field.data:
             continue
         value = field.parts[field.data[0]]

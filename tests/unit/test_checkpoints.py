@@ -71,3 +71,14 @@ def test_same_position_replaces() -> None:
     store.add(cp(128, 10), context_end=600)
     store.add(cp(128, 20), context_end=600)
     assert len(store) == 1 and store.nbytes == 20
+
+
+def test_a_checkpoint_at_the_first_changed_token_is_valid_and_one_after_it_is_not() -> None:
+    """A checkpoint at c holds tokens [0, c): an edit at c leaves it valid, an edit at c - 1 does not."""
+    store = CheckpointStore(budget_bytes=1000)
+    for pos in (100, 200, 201):
+        store.add(cp(pos), context_end=300)
+    assert [c.pos for c in store.candidates(200)] == [200, 100]
+    assert [c.pos for c in store.candidates(199)] == [100]
+    assert store.invalidate_after(200) == 1 and store.positions == [100, 200]
+    assert store.invalidate_after(199) == 1 and store.positions == [100]

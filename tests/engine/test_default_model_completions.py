@@ -17,10 +17,11 @@ import pytest
 from coderag_daemon import default_model, jobs
 from coderag_daemon.completion import cursor_window
 from coderag_daemon.documents import path_to_uri
-from coderag_daemon.engine import ContextCache, EngineOptions, Model, UpdateStats
+from coderag_daemon.engine import ContextCache, EngineOptions, Model
 from coderag_daemon.options import Options
 from coderag_daemon.project import Project
 from coderag_daemon.prompts import detect_layout
+from tests.sessions import CacheSession
 
 pytestmark = pytest.mark.skipif(not default_model.is_installed(),
                                 reason="the default model is not installed (make model)")
@@ -28,17 +29,6 @@ pytestmark = pytest.mark.skipif(not default_model.is_installed(),
 SAMPLE = Path(__file__).resolve().parents[2] / "fixtures" / "sample_project"
 AUTH = SAMPLE / "tasktrack" / "auth.py"
 FUNCTION = "\n\ndef token_is_expired(token, now):\n"
-
-
-class _Session:
-    def __init__(self, cache: ContextCache) -> None:
-        self.cache = cache
-
-    def update(self, segments: list[list[int]], seq: int = 0) -> UpdateStats:
-        return self.cache.update(segments, seq=seq)
-
-    def cancelled(self) -> bool:
-        return False
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +40,7 @@ def suggest() -> Callable[[str], str]:
     project = Project(options)
     project.set_roots([SAMPLE])
     project.set_layout(detect_layout(model, options.prompt_options()))
-    session = _Session(ContextCache(model, EngineOptions(n_ctx=2048, n_threads=1)))
+    session = CacheSession(ContextCache(model, EngineOptions(n_ctx=2048, n_threads=1)))
     uri = path_to_uri(AUTH)
 
     def suggest(typed: str) -> str:

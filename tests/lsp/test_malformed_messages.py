@@ -3,7 +3,6 @@ or InvalidRequest), a notification that cannot be applied is logged, and the dae
 
 from __future__ import annotations
 
-import json
 import queue
 import subprocess
 import threading
@@ -15,7 +14,7 @@ import pytest
 from lsprotocol import types
 
 from coderag_daemon.documents import path_to_uri
-from tests.lsp.test_stdio import DAEMON, _frame, _responses
+from tests.lsp.test_stdio import DAEMON, _frame, _responses, read_framed
 
 
 def _initialize(root: Path) -> dict:
@@ -80,11 +79,8 @@ class _Client:
     def _read(self) -> None:
         out = self.process.stdout
         assert out is not None
-        while header := out.readline():
-            length = int(header.split(b":")[1])
-            while out.readline().strip():  # Content-Type, then the blank line
-                pass
-            self.received.put(json.loads(out.read(length)))
+        for message in read_framed(out):
+            self.received.put(message)
 
     def send(self, message: dict) -> None:
         assert self.process.stdin is not None

@@ -4,7 +4,6 @@ order the daemon's handlers run in, and whether or not the client accepts a prog
 
 from __future__ import annotations
 
-import json
 import queue
 import subprocess
 import sys
@@ -16,7 +15,7 @@ import pytest
 
 from coderag_daemon.documents import path_to_uri
 from fixtures.tiny_models import tiny_model_path
-from tests.lsp.test_stdio import _frame
+from tests.lsp.test_stdio import _frame, read_framed
 
 TEXT = "def add(a, b):\n    return a + b\n\n"
 
@@ -39,11 +38,7 @@ class _Daemon:
     def _read(self) -> None:
         out = self.process.stdout
         assert out is not None
-        while header := out.readline():
-            length = int(header.split(b":")[1])
-            while out.readline().strip():  # Content-Type, then the blank line
-                pass
-            message = json.loads(out.read(length))
+        for message in read_framed(out):
             if "method" not in message:
                 self.responses.put(message)
             elif "id" in message and self.answer_requests:

@@ -9,7 +9,9 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 
@@ -22,6 +24,15 @@ DAEMON = [sys.executable, "-m", "coderag_daemon", "--model", "/nonexistent/model
 def _frame(message: dict) -> bytes:
     body = json.dumps(message).encode()
     return b"Content-Length: %d\r\n\r\n" % len(body) + body
+
+
+def read_framed(stream: BinaryIO) -> Iterator[dict]:
+    """The messages the daemon writes to `stream`, until it closes."""
+    while header := stream.readline():
+        length = int(header.split(b":")[1])
+        while stream.readline().strip():  # Content-Type, then the blank line
+            pass
+        yield json.loads(stream.read(length))
 
 
 def _session(root: Path) -> bytes:

@@ -13,12 +13,13 @@ import pytest
 from coderag_daemon import jobs
 from coderag_daemon.completion import StopRule, Window, continuation, cursor_window
 from coderag_daemon.documents import path_to_uri
-from coderag_daemon.engine import ContextCache, EngineOptions, Model, UpdateStats
+from coderag_daemon.engine import ContextCache, EngineOptions, Model
 from coderag_daemon.engine.model import SpecialTokens
 from coderag_daemon.options import Options
 from coderag_daemon.project import Project
 from coderag_daemon.prompts import PromptLayout, Vocabulary, detect_layout
 from fixtures.tiny_models import tiny_model_path
+from tests.sessions import CacheSession
 
 from .conftest import write
 
@@ -141,19 +142,6 @@ def test_a_budget_cut_ends_the_block_at_a_last_line_that_dedents() -> None:
 # --- whole completions on the tiny model ----------------------------------------------------------------------
 
 
-class _Session:
-    """What `jobs.complete` needs of a worker session."""
-
-    def __init__(self, cache: ContextCache) -> None:
-        self.cache = cache
-
-    def update(self, segments: list[list[int]], seq: int = 0) -> UpdateStats:
-        return self.cache.update(segments, seq=seq)
-
-    def cancelled(self) -> bool:
-        return False
-
-
 class TastefulCache(ContextCache):
     """The tiny model with a taste: the `liked` tokens outrank all others, by their scores. Liking the
     indentation most, it starts its answer at the start of a line again, as Qwen2.5-Coder-0.5B did
@@ -185,7 +173,7 @@ def completing(tmp_path: Path, tiny: Model):  # noqa: ANN201
     project = Project(options)
     project.set_roots([path.parent])
     project.set_layout(detect_layout(tiny, options.prompt_options()))
-    session = _Session(TastefulCache(tiny, LIKED))
+    session = CacheSession(TastefulCache(tiny, LIKED))
 
     def complete(text: str) -> str:
         doc = project.opened(path_to_uri(path), text, 1, "python")

@@ -33,6 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tokens", type=int, default=8192, help="context size in tokens (default: %(default)s)")
     parser.add_argument("--interval", type=int, default=EngineOptions.checkpoint_interval, help="checkpoint interval (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads, 0 = all cores")
+    parser.add_argument("--swa-mode", choices=("auto", "checkpoints", "full"), default="auto",
+                        help="sliding-window models: small cache with checkpoints, or the full-size cache (default: %(default)s)")
     parser.add_argument("--sources", type=Path, default=None, help="folder of source files for the context (default: Python's standard library)")
     parser.add_argument("--skip-llama-cpp-python", action="store_true", help="leave out side (b)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results as JSON")
@@ -153,7 +155,7 @@ def bench_model(path: Path, label: str, args: argparse.Namespace, log: Callable[
     n_tokens = min(args.tokens, model.n_ctx_train - 256) if model.n_ctx_train > 0 else args.tokens
     segments, names = build_context(model, source_files(args.sources), n_tokens)
     n_ctx = len(_flat(segments)) + 512
-    opts = EngineOptions(n_ctx=n_ctx, checkpoint_interval=args.interval, n_threads=args.threads)
+    opts = EngineOptions(n_ctx=n_ctx, checkpoint_interval=args.interval, n_threads=args.threads, swa_mode=args.swa_mode)
     ours = ContextCache(model, opts)
     # The same engine without checkpoints: the full-reprocess side and the overhead baseline.
     swa_mode = "full" if ours.strategy == "swa-full" else "checkpoints"

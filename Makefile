@@ -3,7 +3,7 @@
 #               (a scripted editor session against the daemon; `make bench` runs the engine benchmark,
 #               `make bench-compare` the comparison with llama-server and llama-cpp-python)
 #   make test   set everything up and run the test suites (Python, then the editor clients;
-#               Emacs and Chromium come from Debian's packages if missing, npm packages from the registry)
+#               Emacs, tmux and Chromium come from Debian's packages if missing, npm packages from the registry)
 # Everything lands in .venv/ and .build/ inside the checkout.
 
 PYTHON      ?= python3

@@ -119,12 +119,32 @@ accepted)."
                                  #'coderag--idle-request (current-buffer))))))
 
 (defun coderag--idle-request (buffer)
-  "Ask for a suggestion in BUFFER if the user is still there."
+  "Ask for a suggestion in BUFFER if the user is still there.
+Without a daemon ready for the buffer, start one (again, after a
+failed start) and ask once it is ready, if nothing moved meanwhile."
   (setq coderag--idle-timer nil)
   (when (eq buffer (window-buffer (selected-window)))
     (with-current-buffer buffer
-      (unless (or coderag--suggestion coderag--request)
-        (coderag--request-completion 2 nil)))))
+      (cond
+       ((or coderag--suggestion coderag--request (not coderag--attached)))
+       ((coderag--synced-connection) (coderag--request-completion 2 nil))
+       (t
+        (when-let ((conn (coderag--ensure-connection coderag--root)))
+          (coderag--when-ready conn (coderag--ask-if-unmoved buffer))))))))
+
+(defun coderag--ask-if-unmoved (buffer)
+  "A function that asks for a suggestion in BUFFER if nothing moved.
+Nothing: neither the text of BUFFER nor point, nor the buffer shown."
+  (let ((tick (buffer-chars-modified-tick buffer))
+        (place (with-current-buffer buffer (point))))
+    (lambda ()
+      (when (and (buffer-live-p buffer)
+                 (eq buffer (window-buffer (selected-window))))
+        (with-current-buffer buffer
+          (when (and (eql tick (buffer-chars-modified-tick))
+                     (eql place (point))
+                     (not (or coderag--suggestion coderag--request)))
+            (coderag--request-completion 2 nil)))))))
 
 (defun coderag--cancel-request ()
   "Cancel the suggestion request in flight, if any."
@@ -158,6 +178,23 @@ When REPORT, say when there is none or the request failed."
                                               '(:message "timed out") report))))
       (setq coderag--request request))))
 
+(defun coderag--item-text (item)
+  "The text to show after point for ITEM, an inline completion, or nil.
+ITEM replaces its range (empty at point by default) by its
+`insertText': the text of the range before point must begin it and
+the text after point end it, so that what is shown between them,
+inserted at point, makes the line what ITEM makes it."
+  (let* ((text (plist-get item :insertText))
+         (range (plist-get item :range))
+         (start (if range (coderag--point (plist-get range :start)) (point)))
+         (end (if range (coderag--point (plist-get range :end)) (point))))
+    (when (and (stringp text) start end (<= start (point) end))
+      (let ((before (buffer-substring-no-properties start (point)))
+            (after (buffer-substring-no-properties (point) end)))
+        (when (and (string-prefix-p before text)
+                   (string-suffix-p after (substring text (length before))))
+          (substring text (length before) (- (length text) (length after))))))))
+
 (defun coderag--answered (buffer request result err report)
   "Show the suggestion in RESULT if BUFFER is as it was at REQUEST.
 ERR is the error object of a failed request; REPORT as in
@@ -169,11 +206,11 @@ ERR is the error object of a failed request; REPORT as in
         (pcase-let* ((`(,_ ,_ ,tick ,point) request)
                      (items (plist-get result :items))
                      (text (and (< 0 (length items))
-                                (plist-get (aref items 0) :insertText))))
+                                (coderag--item-text (aref items 0)))))
           (cond
            ((not (and (eql tick (buffer-chars-modified-tick))
                       (eql point (point)))))
-           ((and (stringp text) (not (string-empty-p text)))
+           ((and text (not (string-empty-p text)))
             (coderag--show text))
            ((and report err)
             (message "coderag: no suggestion: %s" (plist-get err :message)))

@@ -8,7 +8,10 @@
 ;; built-in `jsonrpc' library.  Every request is asynchronous and has
 ;; a timeout, so the command loop never waits for the daemon.  A
 ;; daemon that exits unexpectedly is restarted (a few times a minute
-;; at most) and the buffers using it are opened on the new one.
+;; at most) and the buffers using it are opened on the new one.  A
+;; daemon that cannot start (its command is missing, it exits at once
+;; or it does not answer) is reported once; the next edit, file opened
+;; or command tries again, and says so only if the reason changed.
 
 ;;; Code:
 
@@ -109,8 +112,11 @@ or put that directory on PATH"
 (defvar coderag--ready-functions nil
   "Functions called with a connection once its daemon is initialized.")
 
-(defvar coderag--missing-command nil
-  "A daemon command found missing; automatic starts do not retry it.")
+(defvar coderag--failures (make-hash-table :test #'equal)
+  "Why the daemon of a project root is down, by root: (TEXT . RETRY).
+TEXT is the message that said so.  With RETRY (a daemon that could
+not start), the next edit or file opened tries again; without it (a
+daemon that keeps exiting), only a command does.")
 
 (defvar coderag--exits (make-hash-table :test #'equal)
   "Times of the recent unexpected daemon exits, by project root.")
@@ -151,15 +157,28 @@ ID and METHOD are those of the message."
 (cl-defmethod coderag--handle-notification
   (conn (_method (eql window/logMessage)) params)
   "Append the daemon's log line in PARAMS to the log of CONN's root."
+  (coderag--log (coderag--root-of conn) (plist-get params :message)))
+
+(defun coderag--log (root text)
+  "Append TEXT, about the daemon of ROOT, to the *coderag-log* buffer."
   (with-current-buffer (get-buffer-create "*coderag-log*")
     (let ((inhibit-read-only t))
       (goto-char (point-max))
-      (insert (format "%s %s\n" (file-name-nondirectory (coderag--root-of conn))
-                      (plist-get params :message)))
+      (insert (format "%s %s\n" (file-name-nondirectory root) text))
       (when (> (count-lines (point-min) (point-max)) 2000)
         (goto-char (point-min))
         (delete-region (point) (line-beginning-position 1001))))
     (setq buffer-read-only t)))
+
+(defun coderag--logging-sentinel (root)
+  "A wrapper of jsonrpc's process sentinel that logs its messages for ROOT.
+jsonrpc says in the echo area that a process exited; the package
+says why instead, or nothing after a retry that failed the same way."
+  (lambda (sentinel process change)
+    (cl-letf (((symbol-function 'jsonrpc--message)
+               (lambda (format &rest args)
+                 (coderag--log root (apply #'format format args)))))
+      (funcall sentinel process change))))
 
 (defun coderag--project-root ()
   "The current buffer's project root, or its directory outside projects."
@@ -220,7 +239,6 @@ Signal `file-missing' when the daemon command cannot be found."
          (name (format "coderag[%s]" (abbreviate-file-name root)))
          process conn)
     (unless (and program (executable-find program))
-      (setq coderag--missing-command coderag-daemon-command)
       (signal 'file-missing
               (list (format "coderag: daemon command `%s' not found; %s"
                             program coderag--install-hint))))
@@ -245,28 +263,45 @@ Signal `file-missing' when the daemon command cannot be found."
     ;; Keep the daemon's last words the last line of its stderr buffer.
     (when-let ((stderr (get-buffer-process (jsonrpc-stderr-buffer conn))))
       (set-process-sentinel stderr #'ignore))
+    (add-function :around (process-sentinel process) (coderag--logging-sentinel root))
     (setf (slot-value conn 'proc) process)
     (puthash root conn coderag--connections)
-    (jsonrpc-async-request
-     conn 'initialize (coderag--initialize-params root)
-     :timeout coderag-start-timeout
-     :success-fn (lambda (_capabilities) (coderag--initialized conn))
-     :error-fn (lambda (err)
-                 (message "coderag: the daemon for %s failed to start (%s)"
-                          root (if (jsonrpc-running-p conn)
-                                   (plist-get err :message)
-                                 (coderag--why conn)))
-                 (coderag--stop conn))
-     :timeout-fn (lambda ()
-                   (message "coderag: the daemon for %s did not start within %ss"
-                            root coderag-start-timeout)
-                   (coderag--stop conn)))
+    ;; A daemon that dies, even before `initialize' can be sent, is
+    ;; reported by `coderag--exited'.
+    (condition-case err
+        (jsonrpc-async-request
+         conn 'initialize (coderag--initialize-params root)
+         :timeout coderag-start-timeout
+         :success-fn (lambda (_capabilities) (coderag--initialized conn))
+         :error-fn (lambda (err)
+                     (when (jsonrpc-running-p conn)
+                       (coderag--stop conn)
+                       (coderag--failed root (format "coderag: the daemon for %s \
+failed to start (%s)" root (plist-get err :message)) t)))
+         :timeout-fn (lambda ()
+                       (coderag--stop conn)
+                       (coderag--failed root (format "coderag: the daemon for %s \
+did not answer within %ss" root coderag-start-timeout) t)))
+      (error (when (process-live-p process)
+               (signal (car err) (cdr err)))))
     conn))
+
+(defun coderag--failed (root text retry)
+  "Record that ROOT's daemon is down because of TEXT.
+RETRY as in `coderag--failures'.  Show TEXT, unless ROOT's last
+failure already said it: retries that fail the same way are quiet."
+  (unless (equal text (car (gethash root coderag--failures)))
+    (message "%s" text))
+  (puthash root (cons text retry) coderag--failures))
 
 (defun coderag--initialized (conn)
   "Finish the handshake with CONN and run what waited for it."
   (jsonrpc-notify conn 'initialized (make-hash-table))
   (setf (coderag--ready-p conn) t)
+  (let ((root (coderag--root-of conn)))
+    (when (gethash root coderag--failures)
+      (remhash root coderag--failures)
+      (message "coderag: the daemon for %s is running" root)))
   (run-hook-with-args 'coderag--ready-functions conn)
   (let ((waiting (reverse (coderag--waiting conn))))
     (setf (coderag--waiting conn) nil)
@@ -286,23 +321,28 @@ If CONN's daemon ends before, call ON-FAILURE with the reason."
     (and conn (jsonrpc-running-p conn) conn)))
 
 (defun coderag--ensure-connection (root &optional interactive)
-  "The connection for ROOT, starting its daemon if needed.
-A missing daemon is reported once and then returns nil, unless
-INTERACTIVE, when it is a `user-error' each time."
+  "The connection for ROOT, starting its daemon if needed, or nil.
+After a failed start, try again; after a daemon that kept exiting,
+only if INTERACTIVE (for a command).  A command's failure is
+reported even if it was already, a missing daemon as a `user-error'."
   (or (coderag--live-connection root)
-      (unless (and (not interactive)
-                   (equal coderag-daemon-command coderag--missing-command))
-        (condition-case err
-            (coderag--start root)
-          (file-missing
-           (if interactive
-               (user-error "%s" (cadr err))
-             (message "%s" (cadr err))
-             nil))
-          (file-error
-           (message "coderag: cannot start the daemon: %s"
-                    (error-message-string err))
-           nil)))))
+      (let ((failure (gethash root coderag--failures)))
+        (when (and interactive failure)
+          (puthash root (cons nil t) coderag--failures))
+        (when (or interactive (not failure) (cdr failure))
+          (condition-case err
+              (coderag--start root)
+            (file-missing
+             (when interactive
+               (puthash root (cons (cadr err) t) coderag--failures)
+               (user-error "%s" (cadr err)))
+             (coderag--failed root (cadr err) t)
+             nil)
+            (file-error
+             (coderag--failed root (format "coderag: cannot start the daemon: %s"
+                                           (error-message-string err))
+                              t)
+             nil))))))
 
 (defun coderag--connection (&optional interactive)
   "The connection for the current buffer's project, started if needed.
@@ -318,7 +358,9 @@ INTERACTIVE as in `coderag--ensure-connection'."
     (jsonrpc-shutdown conn)))
 
 (defun coderag--exited (conn)
-  "Restart CONN's daemon after an unexpected exit, but not too often."
+  "Report the end of CONN's daemon, and restart it if it was unexpected.
+A daemon that had started is restarted, but not too often; one that
+never did is a failure to start."
   (let ((root (coderag--root-of conn))
         (waiting (reverse (coderag--waiting conn))))
     (setf (coderag--waiting conn) nil)
@@ -327,18 +369,25 @@ INTERACTIVE as in `coderag--ensure-connection'."
         (funcall (cdr callbacks) "the daemon did not start")))
     (when (eq (gethash root coderag--connections) conn)
       (remhash root coderag--connections))
-    (unless (coderag--stopping conn)
+    (cond
+     ((coderag--stopping conn))
+     ((not (coderag--ready-p conn))
+      (coderag--failed root (format "coderag: the daemon for %s failed to start (%s)"
+                                    root (coderag--why conn))
+                       t))
+     (t
       (let* ((now (float-time))
              (recent (cons now (cl-remove-if (lambda (time) (> (- now time) 60))
                                              (gethash root coderag--exits))))
              (why (coderag--why conn)))
         (puthash root recent coderag--exits)
         (if (> (length recent) coderag-max-restarts)
-            (message "coderag: the daemon for %s keeps exiting (%s); \
-not restarting it.  Fix the cause, then M-x coderag-restart" root why)
+            (coderag--failed root (format "coderag: the daemon for %s keeps exiting \
+(%s); not restarting it.  Fix the cause, then M-x coderag-restart" root why)
+                             nil)
           (message "coderag: the daemon for %s exited (%s); restarting it"
                    root why)
-          (run-with-timer 0.5 nil #'coderag--restart-root root))))))
+          (run-with-timer 0.5 nil #'coderag--restart-root root)))))))
 
 (defun coderag--restart-root (root)
   "Start a daemon for ROOT again if no other has been started meanwhile."
@@ -350,7 +399,6 @@ not restarting it.  Fix the cause, then M-x coderag-restart" root why)
   (when-let ((conn (gethash root coderag--connections)))
     (coderag--stop conn))
   (remhash root coderag--exits)
-  (setq coderag--missing-command nil)
   (coderag--ensure-connection root t))
 
 (cl-defun coderag--send (conn method params &key success error timeout-fn

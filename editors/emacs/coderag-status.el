@@ -30,10 +30,13 @@
 (defun coderag--lighter ()
   "The mode-line lighter of `coderag-mode'."
   (let* ((conn (coderag--live-connection (or coderag--root "")))
+         (failure (gethash (or coderag--root "") coderag--failures))
          (status (and conn (coderag--status conn)))
          (state (plist-get status :state))
          (last (plist-get status :lastRequest)))
     (cond
+     ((and (not conn) failure)
+      (propertize " coderag[failed]" 'face 'error 'help-echo (car failure)))
      ((not conn) (propertize " coderag[off]" 'help-echo "No daemon is running"))
      ((not state) " coderag[starting]")
      ((equal state "error")

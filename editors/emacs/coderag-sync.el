@@ -64,6 +64,22 @@
         (list :line (+ (1- (line-number-at-pos)) (coderag--lone-cr-count (point)))
               :character (coderag--utf16-length (point) pos))))))
 
+(defun coderag--point (position)
+  "The buffer position of LSP POSITION, or nil if there is no such place.
+The inverse of `coderag--position'."
+  (let ((line (plist-get position :line))
+        (units (plist-get position :character)))
+    (when (and (natnump line) (natnump units))
+      (save-excursion
+        (save-restriction
+          (widen)
+          (goto-char (point-min))
+          (when (or (zerop line) (re-search-forward "\r\n\\|[\r\n]" nil t line))
+            (while (and (> units 0) (not (memq (char-after) '(nil ?\r ?\n))))
+              (setq units (- units (if (> (char-after) #xFFFF) 2 1)))
+              (forward-char))
+            (and (zerop units) (point))))))))
+
 (defun coderag--text ()
   "The whole text of the buffer, narrowed or not."
   (save-restriction

@@ -1,30 +1,57 @@
 #!/usr/bin/env bash
 # The Emacs package's checks: byte-compilation without warnings, checkdoc,
-# then the ERT suite against the real daemon on a tiny model.
+# the ERT suite in batch against the real daemon on a tiny model, then the
+# end-to-end tests, which drive an interactive Emacs in tmux the same way.
 # The daemon runs as "$CODERAG_PYTHON -m coderag_daemon" (default: the
-# checkout's .venv/bin/python, made by `make setup`).
+# checkout's .venv/bin/python, made by `make setup`); CODERAG_E2E_MODEL
+# runs the end-to-end tests on another model ("default": the daemon's own).
 set -euo pipefail
 cd "$(dirname "$0")"
 
-if ! command -v emacs >/dev/null; then
+missing=()
+command -v emacs >/dev/null || missing+=(emacs-nox)
+command -v tmux >/dev/null || missing+=(tmux)
+if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
-        echo "test.sh: emacs is missing; install emacs-nox (Emacs 28.2 or later)" >&2
+        echo "test.sh: install ${missing[*]} (Emacs 28.2 or later)" >&2
         exit 1
     fi
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq emacs-nox >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 sources=(coderag-connection.el coderag-sync.el coderag-completion.el
          coderag-search.el coderag-chat.el coderag-status.el coderag.el)
+# The ERT files in batch, one per feature, and the end-to-end tests, which
+# drive an interactive Emacs in tmux.
+tests=(test/coderag-*-test.el)
+batch_tests=()
+for test in "${tests[@]}"; do
+    [ "$test" = test/coderag-e2e-test.el ] || batch_tests+=(-l "$test")
+done
 # Compiled outside the source tree, so that no stale .elc is ever loaded.
 build=$(mktemp -d)
-trap 'rm -rf "$build"' EXIT
-cp "${sources[@]}" test/coderag-test.el "$build/"
+# The end-to-end tests' sessions, workspace and tmux socket.
+e2e=$(cd "$(mktemp -d)" && pwd -P)
+clean_up() {
+    # Whatever way the tests ended: their tmux server, then the daemons
+    # their Emacs started (those that still run in the tests' directory).
+    tmux -S "$e2e/tmux" kill-server 2>/dev/null || true
+    for pid in $(cat "$e2e"/*/pids 2>/dev/null); do
+        case "$(readlink "/proc/$pid/cwd" 2>/dev/null)" in
+            "$e2e"/*) kill -KILL "$pid" 2>/dev/null || true ;;
+        esac
+    done
+    rm -rf "$build" "$e2e"
+}
+trap clean_up EXIT
+mkdir "$build/test"
+cp "${sources[@]}" "$build/"
+cp test/*.el "$build/test/"
 
 echo "== byte-compile"
-emacs -Q --batch -L "$build" --eval '(setq byte-compile-error-on-warn t)' \
-      -f batch-byte-compile "${sources[@]/#/$build/}" "$build/coderag-test.el"
+emacs -Q --batch -L "$build" -L "$build/test" --eval '(setq byte-compile-error-on-warn t)' \
+      -f batch-byte-compile "${sources[@]/#/$build/}" "$build"/test/*.el
 
 echo "== checkdoc"
 emacs -Q --batch --eval '
@@ -44,6 +71,10 @@ emacs -Q --batch --eval '
     (kill-emacs (if (zerop problems) 0 1))))' "${sources[@]}"
 
 echo "== ert"
-# The tests find the checkout from their own file name: load them from here,
-# the package from its compiled copy.
-emacs -Q --batch -L "$build" -l test/coderag-test.el -f ert-run-tests-batch-and-exit
+# The tests find the checkout from their own file names: load them from
+# here, the package from its compiled copy.
+emacs -Q --batch -L "$build" -L test "${batch_tests[@]}" -f ert-run-tests-batch-and-exit
+
+echo "== e2e (an interactive Emacs in tmux)"
+CODERAG_E2E_DIR="$e2e" emacs -Q --batch -L "$build" -L test -l test/coderag-e2e-test.el \
+      -f ert-run-tests-batch-and-exit

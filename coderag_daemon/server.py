@@ -149,7 +149,7 @@ class CoderagServer(LanguageServer):
             target = self.project.segments
         else:
             return
-        progress = WorkProgress(self, "coderag: preloading")
+        progress = WorkProgress(self, "coderag: preloading", resumes=True)
         self.worker.schedule_preload(functools.partial(jobs.preload, project=self.project, target=target, done=progress.finish),
                                      self.options.preload_delay_ms / 1000, progress=progress)
 
@@ -217,10 +217,12 @@ class WorkProgress:
 
     The progress is created on the client only once the work turns out to be long, and reports wait
     until the client has accepted it. Its state lives on the event loop: other threads hand their
-    calls over. Work reported after `finish` (a preload going on after it gave way) begins a new one."""
+    calls over. With `resumes` (a preload, which goes on after it gave way), work reported after
+    `finish` begins a new one; otherwise it is the rest of a cancelled job's batch, and ignored."""
 
-    def __init__(self, ls: CoderagServer, title: str, threshold: int = 1024, unit: str = "tokens") -> None:
-        self.ls, self.title, self.threshold, self.unit = ls, title, threshold, unit
+    def __init__(self, ls: CoderagServer, title: str, threshold: int = 1024, unit: str = "tokens",
+                 resumes: bool = False) -> None:
+        self.ls, self.title, self.threshold, self.unit, self.resumes = ls, title, threshold, unit, resumes
         self.token: str | None = None
         self.ready = self.finished = False
 
@@ -230,6 +232,8 @@ class WorkProgress:
             self.ls.call_soon(self._update, done, total)
 
     def _update(self, done: int, total: int) -> None:
+        if self.finished and not self.resumes:
+            return
         if self.token is None:
             self.token, self.finished = str(uuid.uuid4()), False
             asyncio.ensure_future(self._begin())

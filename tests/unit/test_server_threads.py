@@ -130,7 +130,7 @@ def test_work_progress_from_another_thread_is_kept_on_the_event_loop(server: Cod
 
 def test_work_progress_begins_again_for_work_after_it_finished(server: CoderagServer) -> None:
     """A preload that gave way and goes on later reports its second run too."""
-    progress = WorkProgress(server, "coderag: preloading", threshold=10)
+    progress = WorkProgress(server, "coderag: preloading", threshold=10, resumes=True)
     for done in (10, 20):  # the first run, then it gives way
         progress(done, 100)
         on_loop(server, lambda: None)
@@ -141,3 +141,18 @@ def test_work_progress_begins_again_for_work_after_it_finished(server: CoderagSe
     calls = server.protocol.progress.calls
     assert [name for name, *_ in calls] == ["create", "begin", "report", "end", "create", "begin"]
     assert calls[0][1] != calls[4][1]
+
+
+def test_a_requests_progress_ends_for_good_when_the_request_does(server: CoderagServer) -> None:
+    """A chat cancelled during its prefill: the request answers at once, its job stops only at the
+    next batch, whose report must not begin a progress that nothing ends."""
+    progress = WorkProgress(server, "coderag: chat", threshold=10)
+    progress(10, 100)
+    on_loop(server, lambda: None)
+    on_loop(server, lambda: None)
+    progress.finish()  # the request was cancelled
+    progress(20, 100)  # the batch that was under way
+    on_loop(server, lambda: None)
+    on_loop(server, lambda: None)
+    calls = server.protocol.progress.calls
+    assert [name for name, *_ in calls] == ["create", "begin", "end"]

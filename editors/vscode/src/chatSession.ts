@@ -31,7 +31,10 @@ export class ChatSession {
   /** Bumped by clear(), so an answer stopped by it does not land in the new conversation. */
   private epoch = 0;
 
-  constructor(private readonly connection: () => DaemonConnection | undefined) {}
+  /** `connection` may start the daemon first (a question is a reason to try again after a failure). */
+  constructor(
+    private readonly connection: () => DaemonConnection | undefined | Promise<DaemonConnection | undefined>,
+  ) {}
 
   get conversation(): readonly Exchange[] {
     return this.exchanges;
@@ -46,14 +49,21 @@ export class ChatSession {
     if (this.running !== undefined) {
       throw new Error('An answer is still running.');
     }
-    const connection = this.connection();
-    if (connection === undefined) {
-      return this.record(question, '', { kind: 'failed', message: 'The CodeRAG daemon is not running.' }, []);
-    }
     const epoch = this.epoch;
     const token = `chat-${this.nextToken++}`;
     const source = new CancellationTokenSource();
+    // Busy from here: the daemon may have to be started first.
     this.running = source;
+    const found = this.connection();
+    const connection = found instanceof Promise ? await found.catch(() => undefined) : found;
+    if (connection === undefined || source.token.isCancellationRequested) {
+      this.running = undefined;
+      source.dispose();
+      const outcome: Outcome = connection === undefined
+        ? { kind: 'failed', message: 'The CodeRAG daemon is not running.' }
+        : { kind: 'stopped' };
+      return this.record(question, '', outcome, [], epoch);
+    }
     let streamed = '';
     // The last delta brings the sources: kept if a stop then cuts off the result that repeats them.
     let sources: Source[] = [];

@@ -6,7 +6,7 @@ import { showContext } from './contextPick';
 import { DaemonClient } from './daemonClient';
 import { EditorTracker, selectedQuery, selectionAttachment } from './editorContext';
 import { Notifier } from './notifications';
-import { ClearCacheRequest, ContextRequest, DaemonConnection } from './protocol';
+import { ClearCacheRequest, ContextRequest } from './protocol';
 import { searchProject } from './projectSearch';
 import { SECTION, inlineSettings } from './settings';
 import { StatusBar } from './statusBar';
@@ -20,20 +20,10 @@ export function activate(context: vscode.ExtensionContext): void {
   daemon = new DaemonClient(output, notifier, statusBar);
   const client = daemon;
   const editors = new EditorTracker();
-  const session = new ChatSession(() => client.connection);
+  // Each command that needs the daemon starts it again if it is down, and says so if that fails.
+  const running = () => client.ensureRunning();
+  const session = new ChatSession(running);
   const chat = new ChatPanel(context.extensionUri, session, () => editors.askContext());
-
-  /** The running daemon, or a word to the user that it is not running. */
-  const running = async (): Promise<DaemonConnection | undefined> => {
-    const connection = client.connection;
-    if (connection === undefined) {
-      const action = await vscode.window.showWarningMessage('The CodeRAG daemon is not running.', 'Restart Daemon');
-      if (action === 'Restart Daemon') {
-        await client.restart();
-      }
-    }
-    return connection;
-  };
 
   context.subscriptions.push(
     output,

@@ -1,9 +1,17 @@
 // The extension's settings (section "coderag"): those the daemon reads, sent as initializationOptions
 // and workspace/didChangeConfiguration, and those only the extension reads.
 
+/** Where a setting's value comes from (the part of vscode's inspect() result this module reads). */
+export interface SettingSources<T> {
+  globalValue?: T;
+  workspaceValue?: T;
+  workspaceFolderValue?: T;
+}
+
 /** The part of vscode.WorkspaceConfiguration this module reads. */
 export interface Configuration {
   get<T>(name: string): T | undefined;
+  inspect<T>(name: string): SettingSources<T> | undefined;
 }
 
 export const SECTION = 'coderag';
@@ -28,20 +36,32 @@ export const DAEMON_SETTINGS = [
 
 export type DaemonOptions = Partial<Record<(typeof DAEMON_SETTINGS)[number], unknown>>;
 
-/** The daemon's settings as VS Code resolves them (user, workspace or default value). The VS Code
- * settings are the source of truth: every one is sent, so a value the user removes goes back to its
- * default in the daemon too. An empty model path means the daemon's own default model. */
-export function daemonOptions(config: Configuration): DaemonOptions {
+/** Whether the user set `name` (in the user, workspace or folder settings) rather than left it at its default. */
+function isSet(config: Configuration, name: string): boolean {
+  const sources = config.inspect(name);
+  return [sources?.globalValue, sources?.workspaceValue, sources?.workspaceFolderValue].some((v) => v !== undefined);
+}
+
+/** The daemon's settings that the user set, as VS Code resolves them, and those of `also` (set or not).
+ * A setting left at its default is not sent, so the daemon's own value applies: its default, or a flag
+ * of `coderag.daemon.command` (`--model`, `--threads`…). `also` names the settings sent before, so a
+ * value the user removes goes back to its default in the daemon too. An empty model path means the
+ * daemon's default model. */
+export function daemonOptions(config: Configuration, also: Iterable<string> = []): DaemonOptions {
+  const sent = new Set(also);
   const options: DaemonOptions = {};
   for (const name of DAEMON_SETTINGS) {
     const value = config.get<unknown>(name);
-    if (value !== undefined) {
-      options[name] = value;
+    if (value !== undefined && (sent.has(name) || isSet(config, name))) {
+      options[name] = name === 'modelPath' ? modelPath(value) : value;
     }
   }
-  const model = typeof options.modelPath === 'string' ? options.modelPath.trim() : '';
-  options.modelPath = model === '' ? null : model;
   return options;
+}
+
+function modelPath(value: unknown): string | null {
+  const model = typeof value === 'string' ? value.trim() : '';
+  return model === '' ? null : model;
 }
 
 export type Trigger = 'automatic' | 'onDemand';

@@ -29,5 +29,8 @@ export function configuration(values: Record<string, unknown> = {}): Configurati
     get<T>(name: string): T | undefined {
       return (name in values ? values[name] : contributed[`${SECTION}.${name}`]?.default) as T | undefined;
     },
+    inspect<T>(name: string) {
+      return { globalValue: values[name] as T | undefined };
+    },
   };
 }

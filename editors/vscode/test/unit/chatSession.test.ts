@@ -80,6 +80,28 @@ test('without a running daemon the question fails with a reason', async () => {
   assert.deepEqual(exchange.outcome, { kind: 'failed', message: 'The CodeRAG daemon is not running.' });
 });
 
+test('a question waits while the daemon is started for it; a stop meanwhile sends nothing', async () => {
+  const daemon = new FakeDaemon(streaming('Here.'));
+  let started: (connection: FakeDaemon | undefined) => void = () => undefined;
+  const session = new ChatSession(() => new Promise((resolve) => (started = resolve)));
+  const asked = session.ask('Where?', {}, () => undefined);
+  assert.equal(session.busy, true, 'busy while the daemon starts');
+  await assert.rejects(session.ask('again', {}, () => undefined), /still running/);
+  started(daemon);
+  assert.equal((await asked).answer, 'Here.');
+
+  const stopped = session.ask('Where else?', {}, () => undefined);
+  session.stop();
+  started(daemon);
+  assert.deepEqual((await stopped).outcome, { kind: 'stopped' });
+  assert.equal(daemon.asked.length, 1, 'the stopped question never reached the daemon');
+
+  const failed = session.ask('Anyone?', {}, () => undefined);
+  started(undefined);
+  assert.deepEqual((await failed).outcome, { kind: 'failed', message: 'The CodeRAG daemon is not running.' });
+  assert.equal(session.busy, false);
+});
+
 test('an answer keeps its sources; the closing delta adds no text', async () => {
   const sources = [source('tasktrack/auth.py', 96, 131, 'def verify_token'), source('tasktrack/config.py', 3, 3, 'SECRET')];
   const daemon = new FakeDaemon(citing(sources, 'See ', 'tasktrack/auth.py:96-131.'));

@@ -1,45 +1,37 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { CloseAction, ErrorAction } from 'vscode-languageclient/node';
-import { CRASH_WINDOW_MS, MAX_CRASHES, RestartPolicy } from '../../src/restartPolicy';
-
-function policy(clock: { now: number }) {
-  const reports: { message: string; restarting: boolean }[] = [];
-  const handler = new RestartPolicy((message, restarting) => reports.push({ message, restarting }), () => clock.now);
-  return { handler, reports };
-}
+import { ErrorAction } from 'vscode-languageclient/node';
+import { connectionErrorAction, CRASH_WINDOW_MS, MAX_CRASHES, RestartPolicy } from '../../src/restartPolicy';
 
 test('a crash restarts the daemon and says so', () => {
-  const { handler, reports } = policy({ now: 0 });
-  const result = handler.closed();
-  assert.equal(result.action, CloseAction.Restart);
-  assert.equal(result.handled, true, 'the policy shows its own message, the client shows none');
-  assert.deepEqual(reports, [{ message: 'The CodeRAG daemon stopped unexpectedly and was restarted.', restarting: true }]);
+  assert.deepEqual(new RestartPolicy(() => 0).crashed(),
+    { restart: true, message: 'The CodeRAG daemon stopped unexpectedly and was restarted.' });
 });
 
-test('a daemon that keeps crashing is left stopped', () => {
+test('a daemon that keeps crashing is left stopped, until the user asks for it again', () => {
   const clock = { now: 0 };
-  const { handler, reports } = policy(clock);
+  const policy = new RestartPolicy(() => clock.now);
   for (let crash = 0; crash < MAX_CRASHES; crash++) {
     clock.now += 1000;
-    assert.equal(handler.closed().action, CloseAction.Restart);
+    assert.equal(policy.crashed().restart, true);
   }
-  assert.equal(handler.closed().action, CloseAction.DoNotRestart);
-  assert.equal(reports.at(-1)?.restarting, false);
-  assert.match(reports.at(-1)?.message ?? '', /stopped 6 times in 3 minutes.*Restart Daemon/);
+  const verdict = policy.crashed();
+  assert.equal(verdict.restart, false);
+  assert.match(verdict.message, /stopped 6 times in 3 minutes.*Restart Daemon/);
+  policy.reset();
+  assert.equal(policy.crashed().restart, true);
 });
 
 test('crashes far apart never stop the restarts', () => {
   const clock = { now: 0 };
-  const { handler } = policy(clock);
+  const policy = new RestartPolicy(() => clock.now);
   for (let crash = 0; crash < 3 * MAX_CRASHES; crash++) {
     clock.now += CRASH_WINDOW_MS / MAX_CRASHES + 1;
-    assert.equal(handler.closed().action, CloseAction.Restart);
+    assert.equal(policy.crashed().restart, true);
   }
 });
 
 test('connection errors: a few are tolerated, then the connection is shut down', () => {
-  const { handler } = policy({ now: 0 });
-  assert.equal(handler.error(new Error('bad'), undefined, 3).action, ErrorAction.Continue);
-  assert.equal(handler.error(new Error('bad'), undefined, 4).action, ErrorAction.Shutdown);
+  assert.equal(connectionErrorAction(3), ErrorAction.Continue);
+  assert.equal(connectionErrorAction(4), ErrorAction.Shutdown);
 });

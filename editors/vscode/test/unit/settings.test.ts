@@ -34,16 +34,26 @@ test('package.json contributes every daemon setting of the protocol, with its do
   }
 });
 
-test('the daemon gets every daemon setting under its protocol name, and nothing that is only the extension\'s', () => {
-  const options = daemonOptions(configuration({ nCtx: 4096, 'inlineCompletions.enable': false }));
-  assert.deepEqual(Object.keys(options).sort(), [...DAEMON_SETTINGS].sort());
-  assert.equal(options.nCtx, 4096);
-  assert.equal(options.threads, 0);
-  assert.deepEqual(options.ignoreGlobs, []);
+test('the daemon gets the daemon settings the user set, under their protocol names, nothing only the extension\'s', () => {
+  const options = daemonOptions(configuration({ nCtx: 4096, threads: 0, 'inlineCompletions.enable': false }));
+  assert.deepEqual(options, { nCtx: 4096, threads: 0 });
+});
+
+test('settings left at their default are not sent, so the flags of the daemon command apply', () => {
+  assert.deepEqual(daemonOptions(configuration()), {});
+  const command = ['coderag-daemon', '--model', '/m.gguf', '--threads', '2'];
+  assert.deepEqual(daemonOptions(configuration({ 'daemon.command': command })), {});
+});
+
+test('a setting sent before and now removed is sent with its default, so the daemon drops the old value', () => {
+  const sent = daemonOptions(configuration({ nCtx: 4096, modelPath: '/models/q.gguf' }));
+  assert.deepEqual(daemonOptions(configuration({ maxChatTokens: 99 }), Object.keys(sent)),
+    { modelPath: null, nCtx: 12288, maxChatTokens: 99 });
+  assert.deepEqual(Object.keys(daemonOptions(configuration(), DAEMON_SETTINGS)).sort(), [...DAEMON_SETTINGS].sort());
 });
 
 test('an empty model path asks for the default model; a path is trimmed', () => {
-  assert.equal(daemonOptions(configuration()).modelPath, null);
+  assert.equal(daemonOptions(configuration({ modelPath: '' })).modelPath, null);
   assert.equal(daemonOptions(configuration({ modelPath: '   ' })).modelPath, null);
   assert.equal(daemonOptions(configuration({ modelPath: ' /models/q.gguf ' })).modelPath, '/models/q.gguf');
 });

@@ -80,6 +80,15 @@ def _exchange(client: socket.socket, data: bytes) -> bytes:
     return received
 
 
+def _whole_session(client: socket.socket, daemon: subprocess.Popen, data: bytes) -> None:
+    """Play a whole session (initialize, a request, shutdown, exit): every request is answered and
+    the daemon ends cleanly."""
+    with client:
+        received = _exchange(client, data)
+    assert sorted(_responses(received)) == [1, 2, 3]
+    assert daemon.wait(timeout=30) == 0
+
+
 def _with_token(session: bytes, token: str) -> bytes:
     """The session with the token in its initialize (the first message)."""
     second = session.index(b"Content-Length", 1)
@@ -144,10 +153,8 @@ def test_a_client_without_the_token_gets_one_error_and_is_closed(tmp_path: Path,
             assert messages.response() is None  # the daemon closed the connection
         assert daemon.poll() is None
         _until(token_file.exists, daemon, "the token file")
-        with _connect(port, daemon) as client:  # the refused connection kept no one out
-            received = _exchange(client, _with_token(_session(root), token_file.read_text()))
-        assert sorted(_responses(received)) == [1, 2, 3]
-        assert daemon.wait(timeout=30) == 0
+        # the refused connection kept no one out
+        _whole_session(_connect(port, daemon), daemon, _with_token(_session(root), token_file.read_text()))
     finally:
         daemon.kill()
         stderr = daemon.stderr.read().decode() if daemon.stderr else ""
@@ -231,10 +238,7 @@ def test_the_token_file_is_private_and_removed_on_exit(tmp_path: Path) -> None:
         _until(token_file.exists, daemon, "the token file")
         assert _mode(token_file.parent) == 0o700 and _mode(token_file) == 0o600
         assert token_file.stat().st_uid == os.geteuid() and len(token_file.read_text()) >= 43
-        with _connect(port, daemon) as client:
-            received = _exchange(client, _with_token(_session(tmp_path), token_file.read_text()))
-        assert sorted(_responses(received)) == [1, 2, 3]
-        assert daemon.wait(timeout=30) == 0
+        _whole_session(_connect(port, daemon), daemon, _with_token(_session(tmp_path), token_file.read_text()))
     finally:
         daemon.kill()
         stderr = daemon.stderr.read().decode() if daemon.stderr else ""
@@ -252,10 +256,7 @@ def test_a_unix_socket_is_private_and_removed_on_exit(tmp_path: Path) -> None:
     try:
         _until(path.exists, daemon, "the socket")
         assert stat.S_ISSOCK(path.lstat().st_mode) and _mode(path) == 0o600 and _mode(path.parent) == 0o700
-        with _connect_unix(path) as client:
-            received = _exchange(client, _session(tmp_path))
-        assert sorted(_responses(received)) == [1, 2, 3]
-        assert daemon.wait(timeout=30) == 0
+        _whole_session(_connect_unix(path), daemon, _session(tmp_path))
     finally:
         daemon.kill()
         stderr = daemon.stderr.read().decode() if daemon.stderr else ""
@@ -275,10 +276,7 @@ def test_a_stale_socket_is_replaced_and_a_live_one_left_to_its_daemon(tmp_path: 
         assert any(b"serving LSP on the Unix socket" in line for line in daemon.stderr or ())
         second = subprocess.run([*DAEMON, "--socket", str(path)], capture_output=True, timeout=60)
         assert second.returncode == 2 and b"another daemon is serving on" in second.stderr, second.stderr.decode()
-        with _connect_unix(path) as client:
-            received = _exchange(client, _session(tmp_path))
-        assert sorted(_responses(received)) == [1, 2, 3]
-        assert daemon.wait(timeout=30) == 0
+        _whole_session(_connect_unix(path), daemon, _session(tmp_path))
     finally:
         daemon.kill()
     assert not path.exists()

@@ -10,7 +10,8 @@ from pathlib import Path
 from dataclasses import fields
 from typing import Callable
 
-from . import default_model, tcp
+from . import default_model
+from .lsp import sockets as tcp
 from .options import Options, check_setting
 
 
@@ -30,8 +31,8 @@ def _model_command(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from .server import build_server
-    from .stdio import serve_stdio
+    from .lsp.server import build_server
+    from .lsp.stdio import serve_stdio
 
     options = Options(**{f.name: getattr(args, f.name) for f in fields(Options)})
     if args.tcp is None and args.socket is None:

@@ -13,7 +13,7 @@ from pathspec import GitIgnoreSpec
 
 from .engine import EngineOptions
 from .engine.options import MIB
-from .prompts import PromptOptions
+from .prompting.prompts import PromptOptions
 
 
 def _setting(default: Any, help: str) -> Any:

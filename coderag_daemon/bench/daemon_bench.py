@@ -26,12 +26,12 @@ from typing import Any
 from lsprotocol import types
 
 from .. import default_model
-from ..completion import WindowStarts
-from ..documents import path_to_uri
+from ..prompting.completion import WindowStarts
+from ..workspace.documents import path_to_uri
 from ..engine import Model
 from ..engine.cache import common_prefix
-from ..prompts import detect_layout
-from ..server import plain
+from ..prompting.prompts import detect_layout
+from ..lsp.server import plain
 from . import quiet
 from .editor_session import SAMPLE, Session
 

@@ -18,8 +18,8 @@ from typing import Any
 from lsprotocol import types
 from pygls.lsp.client import BaseLanguageClient
 
-from ..documents import path_to_uri
-from ..server import plain
+from ..workspace.documents import path_to_uri
+from ..lsp.server import plain
 
 SAMPLE = Path(__file__).resolve().parents[2] / "fixtures" / "sample_project"
 FILES = ["tasktrack/config.py", "tasktrack/auth.py", "tasktrack/scheduler.py", "tasktrack/notifications.py"]

@@ -26,7 +26,7 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
-from ..admission import SKIPPED_DIR_NAMES, AdmissionOptions, AdmissionPolicy
+from ..workspace.admission import SKIPPED_DIR_NAMES, AdmissionOptions, AdmissionPolicy
 from ..index import WorkspaceIndex, retrieve
 from . import quiet
 

@@ -24,10 +24,10 @@ from typing import Any
 
 from lsprotocol import types
 
-from ..documents import path_to_uri
+from ..workspace.documents import path_to_uri
 from ..engine import Model
-from ..prompts import PromptLayout, detect_layout
-from ..server import plain
+from ..prompting.prompts import PromptLayout, detect_layout
+from ..lsp.server import plain
 from .editor_session import Session
 from .llama_server import LlamaServer, ServerSettings, peak_rss
 from .workload import Chat, Complete, Edit, Editor, Workload, chat_messages, fixed_order_request

@@ -35,8 +35,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..admission import AdmissionPolicy
-from ..documents import path_to_uri
+from ..workspace.admission import AdmissionPolicy
+from ..workspace.documents import path_to_uri
 from . import identifiers, store
 from .bm25 import Bm25Index, Bm25Options
 from .chunking import Chunk, ChunkOptions, Span, chunk_text, split_lines

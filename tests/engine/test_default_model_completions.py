@@ -14,13 +14,14 @@ from typing import Callable
 
 import pytest
 
-from coderag_daemon import default_model, jobs
-from coderag_daemon.completion import cursor_window
-from coderag_daemon.documents import path_to_uri
+from coderag_daemon import default_model
+from coderag_daemon.worker import jobs
+from coderag_daemon.prompting.completion import cursor_window
+from coderag_daemon.workspace.documents import path_to_uri
 from coderag_daemon.engine import ContextCache, EngineOptions, Model
 from coderag_daemon.options import Options
-from coderag_daemon.project import Project
-from coderag_daemon.prompts import detect_layout
+from coderag_daemon.workspace.project import Project
+from coderag_daemon.prompting.prompts import detect_layout
 from tests.sessions import CacheSession
 
 pytestmark = pytest.mark.skipif(not default_model.is_installed(),

@@ -9,7 +9,7 @@ import random
 import numpy as np
 
 from coderag_daemon.engine import ContextCache, Model
-from coderag_daemon.jobs import within_reach
+from coderag_daemon.worker.jobs import within_reach
 
 from .conftest import make_segments, options
 from .test_exactness import TOLERANCE, edit, flat

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from coderag_daemon.admission import AdmissionPolicy
+from coderag_daemon.workspace.admission import AdmissionPolicy
 from coderag_daemon.index import IndexOptions, WorkspaceIndex
 
 KEY = "-----BEGIN OPENSSH" + " PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ\n"  # split: this file is no key

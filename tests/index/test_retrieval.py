@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from coderag_daemon.admission import AdmissionPolicy
+from coderag_daemon.workspace.admission import AdmissionPolicy
 from coderag_daemon.index import RetrievalOptions, WorkspaceIndex, retrieve
 from coderag_daemon.index.chunking import split_lines
 from coderag_daemon.index.retrieval import HEADER, format_chunk, select

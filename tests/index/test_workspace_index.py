@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from coderag_daemon.admission import AdmissionOptions, AdmissionPolicy
+from coderag_daemon.workspace.admission import AdmissionOptions, AdmissionPolicy
 from coderag_daemon.index import IndexOptions, WorkspaceIndex
 from coderag_daemon.index.chunking import split_lines
 

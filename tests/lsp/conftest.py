@@ -14,7 +14,7 @@ import pytest_lsp
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 
-from coderag_daemon.documents import path_to_uri
+from coderag_daemon.workspace.documents import path_to_uri
 from fixtures.tiny_models import tiny_model_path
 
 SAMPLE = Path(__file__).resolve().parents[2] / "fixtures" / "sample_project"

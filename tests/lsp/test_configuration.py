@@ -10,7 +10,7 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 from pytest_lsp import ClientServerConfig, LanguageClient
 
-from coderag_daemon.server import plain
+from coderag_daemon.lsp.server import plain
 
 from .conftest import SERVER, open_file, start, until
 

@@ -12,8 +12,8 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 from pytest_lsp import LanguageClient
 
-from coderag_daemon.documents import path_to_uri
-from coderag_daemon.server import plain
+from coderag_daemon.workspace.documents import path_to_uri
+from coderag_daemon.lsp.server import plain
 
 from .conftest import SERVER, edit, initialize_params, open_file, until
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from lsprotocol import types
 
-from coderag_daemon.documents import path_to_uri
+from coderag_daemon.workspace.documents import path_to_uri
 from tests.lsp.test_stdio import DAEMON, _frame, _responses, read_framed
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from coderag_daemon.documents import path_to_uri
+from coderag_daemon.workspace.documents import path_to_uri
 from fixtures.tiny_models import tiny_model_path
 from tests.lsp.test_stdio import _frame, read_framed
 

@@ -15,8 +15,8 @@ from typing import BinaryIO
 
 import pytest
 
-from coderag_daemon.documents import path_to_uri
-from coderag_daemon.stdio import _pollable_alone
+from coderag_daemon.workspace.documents import path_to_uri
+from coderag_daemon.lsp.stdio import _pollable_alone
 
 DAEMON = [sys.executable, "-m", "coderag_daemon", "--model", "/nonexistent/model.gguf", "--log-level", "INFO"]
 

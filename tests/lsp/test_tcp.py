@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from coderag_daemon import tcp
-from coderag_daemon.documents import path_to_uri
+from coderag_daemon.lsp import sockets as tcp
+from coderag_daemon.workspace.documents import path_to_uri
 
 from .conftest import SERVER
 from .test_stdio import _ASK, DAEMON, _frame, _responses, _session

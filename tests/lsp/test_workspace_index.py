@@ -11,8 +11,8 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 from pytest_lsp import LanguageClient
 
-from coderag_daemon.documents import path_to_uri
-from coderag_daemon.server import plain
+from coderag_daemon.workspace.documents import path_to_uri
+from coderag_daemon.lsp.server import plain
 
 from .conftest import open_file, until
 from .test_daemon import request

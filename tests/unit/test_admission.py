@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from coderag_daemon import admission
-from coderag_daemon.admission import AdmissionOptions, AdmissionPolicy
+from coderag_daemon.workspace import admission
+from coderag_daemon.workspace.admission import AdmissionOptions, AdmissionPolicy
 
 from .conftest import write
 
@@ -234,11 +234,11 @@ def test_similar_innocent_names_are_admitted(policy: AdmissionPolicy, root: Path
 
 
 def skip_records(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "coderag_daemon.admission"]
+    return [r.getMessage() for r in caplog.records if r.name == "coderag_daemon.workspace.admission"]
 
 
 def test_each_skip_is_logged_once(policy: AdmissionPolicy, root: Path, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG, logger="coderag_daemon.admission")
+    caplog.set_level(logging.DEBUG, logger="coderag_daemon.workspace.admission")
     secret = write(root / ".env")
     for _ in range(3):
         policy.check(secret)
@@ -257,7 +257,7 @@ def test_remembered_skips_are_bounded(
     policy: AdmissionPolicy, root: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(admission, "MAX_LOGGED_SKIPS", 3)
-    caplog.set_level(logging.DEBUG, logger="coderag_daemon.admission")
+    caplog.set_level(logging.DEBUG, logger="coderag_daemon.workspace.admission")
     for i in range(10):
         policy.check(write(root / f"k{i}.pem"))
     messages = skip_records(caplog)
@@ -311,7 +311,7 @@ def test_walk_stops_at_max_files(root: Path, caplog: pytest.LogCaptureFixture) -
     for i in range(10):
         write(root / f"f{i}.py")
     policy = AdmissionPolicy([root], AdmissionOptions(max_walk_files=3))
-    caplog.set_level(logging.WARNING, logger="coderag_daemon.admission")
+    caplog.set_level(logging.WARNING, logger="coderag_daemon.workspace.admission")
     assert [p.name for p in policy.walk(root)] == ["f0.py", "f1.py", "f2.py"]
     assert len(skip_records(caplog)) == 1 and "after 3 files" in skip_records(caplog)[0]
 
@@ -319,7 +319,7 @@ def test_walk_stops_at_max_files(root: Path, caplog: pytest.LogCaptureFixture) -
 def test_walk_exactly_max_files_does_not_warn(root: Path, caplog: pytest.LogCaptureFixture) -> None:
     for i in range(3):
         write(root / f"f{i}.py")
-    caplog.set_level(logging.WARNING, logger="coderag_daemon.admission")
+    caplog.set_level(logging.WARNING, logger="coderag_daemon.workspace.admission")
     assert len(list(AdmissionPolicy([root], AdmissionOptions(max_walk_files=3)).walk(root))) == 3
     assert skip_records(caplog) == []
 
@@ -338,7 +338,7 @@ def test_editor_text_content_rules_are_logged_once(policy: AdmissionPolicy, root
     path = root / "big.py"
     policy.options.max_file_bytes = 10
     assert policy.check_text(path, "x = 1\n")
-    with caplog.at_level(logging.INFO, logger="coderag_daemon.admission"):
+    with caplog.at_level(logging.INFO, logger="coderag_daemon.workspace.admission"):
         for _ in range(5):  # every keystroke checks again; the log says it once
             assert policy.check_text(path, "x = 'é' * 100\n").reason.startswith("too large")
         assert policy.check_text(root / "bin.py", "a\0b").reason == "binary (NUL byte)"

@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
-from coderag_daemon.context import ContextOptions, ContextPolicy
+from coderag_daemon.prompting.context import ContextOptions, ContextPolicy
 from coderag_daemon.engine import Model
-from coderag_daemon.prompts import detect_layout
+from coderag_daemon.prompting.prompts import detect_layout
 from fixtures.tiny_models import tiny_model_path
 from tests.unit.test_prompts import CharTokenizer
 
@@ -199,7 +199,7 @@ def test_eviction_goes_down_to_the_low_water_mark_oldest_first(caplog: pytest.Lo
     for name in "abcd":
         policy.open(f"{name}.py", sized(f"{name}.py", 25))
     assert order(policy) == ["a.py", "b.py", "c.py", "d.py"] and policy.total_tokens == 100
-    with caplog.at_level(logging.INFO, logger="coderag_daemon.context"):
+    with caplog.at_level(logging.INFO, logger="coderag_daemon.prompting.context"):
         policy.open("e.py", sized("e.py", 25))
         assert order(policy) == ["c.py", "d.py", "e.py"]  # 125 -> 75, not just under 100
     assert any("evicted a.py" in r.getMessage() and "least recently used" in r.getMessage() for r in caplog.records)
@@ -254,5 +254,5 @@ def test_options_are_checked() -> None:
 
 
 def test_context_and_prompts_do_not_load_llama_cpp_or_pygls() -> None:
-    code = "import sys, coderag_daemon.context; assert not {'llama_cpp', 'pygls'} & set(sys.modules)"
+    code = "import sys, coderag_daemon.prompting.context; assert not {'llama_cpp', 'pygls'} & set(sys.modules)"
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from lsprotocol import types as lsp
 
-from coderag_daemon import documents
-from coderag_daemon.documents import (
+from coderag_daemon.workspace import documents
+from coderag_daemon.workspace.documents import (
     Document,
     DocumentError,
     DocumentStore,

@@ -10,14 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from coderag_daemon import jobs
-from coderag_daemon.completion import StopRule, Window, continuation, cursor_window
-from coderag_daemon.documents import path_to_uri
+from coderag_daemon.worker import jobs
+from coderag_daemon.prompting.completion import StopRule, Window, continuation, cursor_window
+from coderag_daemon.workspace.documents import path_to_uri
 from coderag_daemon.engine import ContextCache, EngineOptions, Model
 from coderag_daemon.engine.model import SpecialTokens
 from coderag_daemon.options import Options
-from coderag_daemon.project import Project
-from coderag_daemon.prompts import PromptLayout, Vocabulary, detect_layout
+from coderag_daemon.workspace.project import Project
+from coderag_daemon.prompting.prompts import PromptLayout, Vocabulary, detect_layout
 from fixtures.tiny_models import tiny_model_path
 from tests.sessions import CacheSession
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from coderag_daemon.documents import TextChange, path_to_uri
+from coderag_daemon.workspace.documents import TextChange, path_to_uri
 from coderag_daemon.engine import Model
 from coderag_daemon.options import Options
-from coderag_daemon.project import Project
-from coderag_daemon.prompts import PromptOptions, detect_layout
+from coderag_daemon.workspace.project import Project
+from coderag_daemon.prompting.prompts import PromptOptions, detect_layout
 from fixtures.tiny_models import tiny_model_path
 
 from .conftest import write
@@ -123,7 +123,7 @@ def test_closing_a_file_that_became_too_large_or_binary_leaves_it_out(
     load = project.documents.load_from_disk
     monkeypatch.setattr(project.documents, "load_from_disk",
                         lambda path, *args, **kwargs: read.append(Path(path).name) or load(path, *args, **kwargs))
-    with caplog.at_level(logging.INFO, logger="coderag_daemon.admission"):
+    with caplog.at_level(logging.INFO, logger="coderag_daemon.workspace.admission"):
         for uri in uris:
             project.closed(uri)
     assert paths(project) == ["a.py"]

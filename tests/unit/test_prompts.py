@@ -8,7 +8,7 @@ import pytest
 
 from coderag_daemon.engine import Model
 from coderag_daemon.engine.model import SpecialTokens
-from coderag_daemon.prompts import SYSTEM_PROMPT, PromptLayout, PromptOptions, detect_layout
+from coderag_daemon.prompting.prompts import SYSTEM_PROMPT, PromptLayout, PromptOptions, detect_layout
 from fixtures.tiny_models import CHAT_TEMPLATE, KINDS, tiny_model_path
 
 QWEN_CONTROLS = ("<|endoftext|>", "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", "<|fim_pad|>",

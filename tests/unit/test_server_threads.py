@@ -17,8 +17,8 @@ import pytest
 from lsprotocol import types
 
 from coderag_daemon.options import Options
-from coderag_daemon.server import CoderagServer, WorkProgress
-from coderag_daemon.worker import Status
+from coderag_daemon.lsp.server import CoderagServer, WorkProgress
+from coderag_daemon.worker.model_worker import Status
 
 URI = "file:///ws/calc.py"
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from coderag_daemon.admission import AdmissionPolicy
-from coderag_daemon.watcher import DiskWatcher
+from coderag_daemon.workspace.admission import AdmissionPolicy
+from coderag_daemon.workspace.watcher import DiskWatcher
 
 from .conftest import write
 

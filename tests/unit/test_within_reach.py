@@ -3,7 +3,7 @@ keeps, never into the head, and nothing cut when the rest is within reach."""
 
 from __future__ import annotations
 
-from coderag_daemon.jobs import within_reach
+from coderag_daemon.worker.jobs import within_reach
 
 HEAD = [1, 2]
 A = [10] * 10

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from coderag_daemon.engine import EngineOptions
-from coderag_daemon.worker import MODEL_NICENESS, ModelUnavailable, ModelWorker, Session, Status
+from coderag_daemon.worker.model_worker import MODEL_NICENESS, ModelUnavailable, ModelWorker, Session, Status
 from fixtures.tiny_models import tiny_model_path
 
 OPTIONS = EngineOptions(n_ctx=8192, n_batch=32, n_threads=1)

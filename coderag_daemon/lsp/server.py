@@ -1,6 +1,6 @@
 """The LSP server: thin handlers that turn protocol messages into calls on the project, the worker
 and the request jobs, and their results back into protocol types. Custom methods are listed in
-protocol.py and documented in docs/PROTOCOL.md."""
+methods.py and documented in docs/PROTOCOL.md."""
 
 from __future__ import annotations
 
@@ -17,20 +17,22 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams, JsonRpcRequestCancelled
 from pygls.lsp.server import LanguageServer
 
-from . import __version__, default_model, jobs, protocol
-from .admission import is_gitignore
-from .completion import TypeThroughCache, WindowStarts
-from .documents import Document, DocumentError, TextChange, uri_to_path
-from .index import RetrievalOptions, WorkspaceIndex, retrieve
-from .index.store import default_cache_dir
-from .options import Options, merge
-from .project import Project
-from .prompts import detect_layout
-from .rpc_protocol import DaemonProtocol
-from .watcher import DiskWatcher
-from .worker import ModelUnavailable, ModelWorker, Status
+from .. import __version__, default_model
+from ..worker import jobs
+from . import methods
+from ..workspace.admission import is_gitignore
+from ..prompting.completion import TypeThroughCache, WindowStarts
+from ..workspace.documents import Document, DocumentError, TextChange, uri_to_path
+from ..index import RetrievalOptions, WorkspaceIndex, retrieve
+from ..index.store import default_cache_dir
+from ..options import Options, merge
+from ..workspace.project import Project
+from ..prompting.prompts import detect_layout
+from .protocol import DaemonProtocol
+from ..workspace.watcher import DiskWatcher
+from ..worker.model_worker import ModelUnavailable, ModelWorker, Status
 
-log = logging.getLogger("coderag_daemon.server")
+log = logging.getLogger("coderag_daemon.lsp.server")
 
 # Settings that need a new llama context when they change.
 _ENGINE_SETTINGS = ("model", "n_ctx", "threads", "checkpoint_interval", "checkpoint_memory_mib")
@@ -109,7 +111,7 @@ class CoderagServer(LanguageServer):
         payload = status.as_dict()
         with self.project.lock:
             payload["files"] = len(self.project.context) if self.project.context is not None else 0
-        self.protocol.notify(protocol.STATUS, payload)
+        self.protocol.notify(methods.STATUS, payload)
         if status.state != "loading" and self._loading_progress is not None:
             token, self._loading_progress = self._loading_progress, None
             self.work_done_progress.end(token, types.WorkDoneProgressEnd(message=status.state))
@@ -433,7 +435,7 @@ def build_server(options: Options) -> CoderagServer:
 
     # --- custom methods -----------------------------------------------------------------------------
 
-    @server.feature(protocol.CHAT)
+    @server.feature(methods.CHAT)
     async def chat(ls: CoderagServer, params: Any) -> dict[str, Any]:
         params = plain(params)
         question = _text(params, "question")
@@ -452,7 +454,7 @@ def build_server(options: Options) -> CoderagServer:
 
         def send_delta(delta: str) -> None:  # on the event loop, where a cancel is seen before its reply goes out
             if not cancel.is_set():
-                ls.protocol.notify(protocol.CHAT_DELTA, {"token": token, "delta": delta})
+                ls.protocol.notify(methods.CHAT_DELTA, {"token": token, "delta": delta})
 
         def find(count_tokens: Any, in_context: frozenset[str], budget: int) -> Any:
             return retrieve(ls.index, f"{question}\n{selected}", count_tokens, exclude_paths=in_context,
@@ -466,10 +468,10 @@ def build_server(options: Options) -> CoderagServer:
         log.info("chat: %s", outcome.as_stats())
         sources = outcome.retrieved.sources_json() if outcome.retrieved is not None else []
         if token is not None:
-            ls.notify(protocol.CHAT_DELTA, {"token": token, "delta": "", "done": True, "sources": sources})
+            ls.notify(methods.CHAT_DELTA, {"token": token, "delta": "", "done": True, "sources": sources})
         return {"answer": outcome.text, "stats": outcome.as_stats(), "sources": sources}
 
-    @server.feature(protocol.SEARCH)
+    @server.feature(methods.SEARCH)
     async def search(ls: CoderagServer, params: Any) -> dict[str, Any]:
         params = plain(params)
         query = _text(params, "query")
@@ -482,7 +484,7 @@ def build_server(options: Options) -> CoderagServer:
         return {"indexing": indexing, "files": ls.index.stats()["files"],
                 "results": [hit.to_json(with_text=True) for hit in hits]}
 
-    @server.feature(protocol.CONTEXT)
+    @server.feature(methods.CONTEXT)
     async def context(ls: CoderagServer, params: Any) -> dict[str, Any]:
         def describe(session: Any) -> dict[str, Any]:
             # the files as a chat lays them out (all of them); segments() also tokenizes pending files
@@ -491,13 +493,13 @@ def build_server(options: Options) -> CoderagServer:
                     "nCtx": session.cache.n_ctx}
         return await ls.run(describe, label="context")
 
-    @server.feature(protocol.CLEAR_CACHE)
+    @server.feature(methods.CLEAR_CACHE)
     async def clear_cache(ls: CoderagServer, params: Any) -> dict[str, Any]:
         ls.shown.clear()
         await ls.run(lambda session: session.cache.clear(), label="clear cache")
         return {}
 
-    @server.feature(protocol.DOCUMENT_TEXT)
+    @server.feature(methods.DOCUMENT_TEXT)
     def document_text(ls: CoderagServer, params: Any) -> dict[str, Any]:
         params = plain(params)
         uri = _param(params, "uri", str)

@@ -14,14 +14,14 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .completion import StopRule, Window, continuation, trim_suffix_overlap
-from .documents import Document
-from .engine import GenerationOptions, UpdateStats, generate
-from .index import Retrieved
-from .index.retrieval import CountTokens
-from .options import Options
-from .project import Project
-from .worker import Session
+from ..prompting.completion import StopRule, Window, continuation, trim_suffix_overlap
+from ..workspace.documents import Document
+from ..engine import GenerationOptions, UpdateStats, generate
+from ..index import Retrieved
+from ..index.retrieval import CountTokens
+from ..options import Options
+from ..workspace.project import Project
+from .model_worker import Session
 
 
 CHAT_SEQ = 1

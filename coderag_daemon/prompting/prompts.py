@@ -36,9 +36,9 @@ import numpy as np
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 if TYPE_CHECKING:
-    from .engine.model import SpecialTokens
+    from ..engine.model import SpecialTokens
 
-log = logging.getLogger("coderag_daemon.prompts")
+log = logging.getLogger("coderag_daemon.prompting.prompts")
 
 Family = Literal["qwen-repo", "fim", "plain"]
 

@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .admission import AdmissionOptions, AdmissionPolicy, is_gitignore
-from .context import ContextOptions, ContextPolicy
+from ..prompting.context import ContextOptions, ContextPolicy
 from .documents import Document, DocumentStore, TextChange, path_to_uri
-from .options import Options
-from .prompts import PromptLayout
+from ..options import Options
+from ..prompting.prompts import PromptLayout
 
-log = logging.getLogger("coderag_daemon.project")
+log = logging.getLogger("coderag_daemon.workspace.project")
 
 
 @dataclass(frozen=True)

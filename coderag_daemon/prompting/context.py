@@ -19,7 +19,7 @@ from typing import Any
 
 from .prompts import PromptLayout
 
-log = logging.getLogger("coderag_daemon.context")
+log = logging.getLogger("coderag_daemon.prompting.context")
 
 # No tokenizer makes tokens longer than this many characters on average over a budget's worth of
 # text, so a file is tokenized only this far to learn that it is over budget.

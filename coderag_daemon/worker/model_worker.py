@@ -27,7 +27,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generic, Literal, TypeVar
 
-from .engine import ContextCache, EngineOptions, Model, UpdateStats
+from ..engine import ContextCache, EngineOptions, Model, UpdateStats
 
 log = logging.getLogger("coderag_daemon.worker")
 

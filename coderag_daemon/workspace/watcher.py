@@ -34,7 +34,7 @@ from watchdog.events import (
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver, ObservedWatch
 
-from coderag_daemon.admission import AdmissionPolicy, is_gitignore
+from coderag_daemon.workspace.admission import AdmissionPolicy, is_gitignore
 
 logger = logging.getLogger(__name__)
 

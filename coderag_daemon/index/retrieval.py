@@ -16,7 +16,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from .chunking import split_lines
-from .workspace_index import Hit, WorkspaceIndex
+from .search import Hit
+from .workspace_index import WorkspaceIndex
 
 CountTokens = Callable[[str], int]
 
@@ -54,7 +55,8 @@ EMPTY = Retrieved("", (), 0)
 
 
 def retrieve(index: WorkspaceIndex, question: str, count_tokens: CountTokens, *,
-             exclude_paths: Iterable[str | os.PathLike[str]] = (), options: RetrievalOptions | None = None) -> Retrieved:
+             exclude_paths: Iterable[str | os.PathLike[str]] = (),
+             options: RetrievalOptions | None = None) -> Retrieved:
     """The chunks that best answer ``question``, leaving out the files in ``exclude_paths`` (those
     already in the model's context), formatted within the token budget."""
     options = options or RetrievalOptions()

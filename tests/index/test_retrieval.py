@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from coderag_daemon.workspace.admission import AdmissionPolicy
 from coderag_daemon.index import RetrievalOptions, WorkspaceIndex, retrieve
 from coderag_daemon.index.chunking import split_lines
 from coderag_daemon.index.retrieval import HEADER, format_chunk, select
-from coderag_daemon.index.workspace_index import Hit
+from coderag_daemon.index.search import Hit
+from coderag_daemon.workspace.admission import AdmissionPolicy
 
 SAMPLE = Path(__file__).resolve().parents[2] / "fixtures" / "sample_project"
 LABEL = re.compile(r"^(\S+):(\d+)-(\d+) \(", re.MULTILINE)
@@ -43,7 +43,7 @@ def test_labels_in_the_text_point_to_the_lines_shown(index) -> None:
         lines = split_lines((root / path).read_text())
         shown = "".join(lines[int(first) - 1:int(last)])
         assert shown in got.text
-    for hit, source in zip(got.sources, got.sources_json()):
+    for hit, source in zip(got.sources, got.sources_json(), strict=True):
         assert source["uri"] == (root / hit.display).as_uri() and source["label"] == hit.label
         assert source["range"]["start"] == {"line": hit.start_line, "character": 0}
 
@@ -51,7 +51,8 @@ def test_labels_in_the_text_point_to_the_lines_shown(index) -> None:
 def test_the_budget_holds_and_a_long_best_chunk_is_cut_to_its_first_lines(index) -> None:
     _, idx = index
     for budget in (60, 200, 400, 1500):
-        got = retrieve(idx, "verify token expiry signature", count_tokens, options=RetrievalOptions(token_budget=budget))
+        got = retrieve(idx, "verify token expiry signature", count_tokens,
+                       options=RetrievalOptions(token_budget=budget))
         assert got.tokens == count_tokens(got.text) <= budget
     small = retrieve(idx, "verify token expiry signature", count_tokens, options=RetrievalOptions(token_budget=120))
     assert len(small.sources) == 1

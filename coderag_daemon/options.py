@@ -1,41 +1,46 @@
-"""The daemon's settings: one dataclass field each, from flags, initializationOptions or
+"""The daemon's settings as one dataclass, from flags, initializationOptions or
 workspace/didChangeConfiguration. Bad values never stop the daemon: they are reported and the
-default (or the previous value) is kept."""
+default (or the previous value) is kept.
+
+The fields' defaults, the checks of `merge` and what a change `reloads` come from the table in
+settings.py; the fields are spelled out (and checked against the table at import) so that type
+checkers see them."""
 
 from __future__ import annotations
 
 import dataclasses
-import re
 from dataclasses import dataclass, field, fields
 from typing import Any
-
-from pathspec import GitIgnoreSpec
 
 from .engine import EngineOptions
 from .engine.options import MIB
 from .prompting.prompts import PromptOptions
+from .settings import BY_ACCEPTED_NAME, BY_NAME, SETTINGS, Reload, check_setting, default_of
+
+__all__ = ["Options", "Reload", "check_setting", "merge", "reloads"]
 
 
-def _setting(default: Any, help: str) -> Any:
-    return field(default=default, metadata={"help": help})
+def _setting(name: str) -> Any:
+    default = BY_NAME[name].default
+    return field(default_factory=lambda: default_of(name)) if isinstance(default, tuple) else field(default=default)
 
 
 @dataclass
 class Options:
-    model: str | None = _setting(None, "Path of a GGUF model (default: the embedded default model, Qwen2.5-Coder-0.5B-Instruct).")
-    n_ctx: int = _setting(12288, "Context window in tokens (files + request + answer).")
-    threads: int = _setting(0, "CPU threads for the model; 0 = all cores.")
-    checkpoint_interval: int = _setting(512, "Tokens between cache checkpoints (also taken at every file boundary).")
-    checkpoint_memory_mib: int = _setting(512, "Memory for checkpoint data in MiB; beyond it, checkpoints are evicted keeping coverage spread.")
-    preload_delay_ms: int = _setting(400, "Quiet time after an edit before the cache is brought up to date in the background.")
-    context_tokens: int = _setting(9728, "Token budget of the file context (at most n_ctx less room for a request and its answer); least recently used files leave first beyond it.")
-    max_completion_tokens: int = _setting(64, "Longest inline completion, in tokens.")
-    max_chat_tokens: int = _setting(512, "Longest chat answer, in tokens.")
-    completion_time_budget_ms: int = _setting(3000, "An inline completion stops generating after this long and returns what it has.")
-    completion_wait_tokens: int = _setting(128, "Tokens of file context not cached yet that an inline completion decodes before its own request; the files beyond are left out of it and preloaded for the next one (after a cold start, an edit far up the context, a checkout). A large value makes every completion wait for the whole context.")
-    retrieval_tokens: int = _setting(768, "Tokens of code retrieved from the workspace index into a chat request (after the cached context); 0 turns retrieval off.")
-    ignore_globs: list[str] = field(default_factory=list, metadata={"help": "Extra gitignore-style patterns for files that never enter the context."})
-    max_file_kib: int = _setting(512, "Files larger than this are skipped.")
+    model: str | None = _setting("model")
+    n_ctx: int = _setting("n_ctx")
+    threads: int = _setting("threads")
+    checkpoint_interval: int = _setting("checkpoint_interval")
+    checkpoint_memory_mib: int = _setting("checkpoint_memory_mib")
+    preload_delay_ms: int = _setting("preload_delay_ms")
+    context_tokens: int = _setting("context_tokens")
+    max_completion_tokens: int = _setting("max_completion_tokens")
+    max_chat_tokens: int = _setting("max_chat_tokens")
+    completion_time_budget_ms: int = _setting("completion_time_budget_ms")
+    completion_wait_tokens: int = _setting("completion_wait_tokens")
+    retrieval_tokens: int = _setting("retrieval_tokens")
+    ignore_globs: list[str] = _setting("ignore_globs")
+    max_file_kib: int = _setting("max_file_kib")
 
     def engine_options(self) -> EngineOptions:
         return EngineOptions(n_ctx=self.n_ctx, n_threads=self.threads, checkpoint_interval=self.checkpoint_interval,
@@ -45,27 +50,9 @@ class Options:
         return PromptOptions.for_context(self.n_ctx, self.retrieval_tokens)
 
 
-# Bounds that keep a typo from exhausting memory or stalling the daemon.
-_LIMITS: dict[str, tuple[int, int]] = {
-    "n_ctx": (512, 131072), "threads": (0, 256), "checkpoint_interval": (16, 65536),
-    "checkpoint_memory_mib": (0, 65536), "preload_delay_ms": (0, 60000), "context_tokens": (256, 131072),
-    "max_completion_tokens": (1, 4096), "max_chat_tokens": (1, 16384), "completion_time_budget_ms": (100, 60000),
-    "completion_wait_tokens": (0, 131072),
-    "retrieval_tokens": (0, 16384),
-    "max_file_kib": (1, 65536),
-}
-
-# Settings arrive from editors in camelCase; both spellings are accepted.
-_ALIASES = {
-    "modelPath": "model", "model_path": "model", "nCtx": "n_ctx", "checkpointInterval": "checkpoint_interval",
-    "checkpointMemoryMiB": "checkpoint_memory_mib", "checkpointMemoryMib": "checkpoint_memory_mib",
-    "preloadDelayMs": "preload_delay_ms", "contextTokens": "context_tokens",
-    "maxCompletionTokens": "max_completion_tokens", "maxChatTokens": "max_chat_tokens",
-    "completionTimeBudgetMs": "completion_time_budget_ms", "completionWaitTokens": "completion_wait_tokens",
-    "retrievalTokens": "retrieval_tokens",
-    "ignoreGlobs": "ignore_globs", "maxFileKiB": "max_file_kib",
-    "maxFileKib": "max_file_kib",
-}
+_ANNOTATIONS = {"int": "int", "path": "str | None", "globs": "list[str]"}
+if [(f.name, f.type) for f in fields(Options)] != [(s.name, _ANNOTATIONS[s.kind]) for s in SETTINGS]:
+    raise TypeError("Options must have one field per entry of settings.SETTINGS, in its order and of its kind")
 
 
 def merge(base: Options, raw: Any) -> tuple[Options, list[str]]:
@@ -75,35 +62,21 @@ def merge(base: Options, raw: Any) -> tuple[Options, list[str]]:
         return base, []
     if not isinstance(raw, dict):
         return base, [f"settings must be an object, got {type(raw).__name__}; keeping the current ones"]
-    known = {f.name: f for f in fields(Options)}
     changes: dict[str, Any] = {}
     errors: list[str] = []
     for key, value in raw.items():
-        name = _ALIASES.get(key, key)
-        if name not in known:
+        setting = BY_ACCEPTED_NAME.get(key)
+        if setting is None:
             errors.append(f"unknown setting {key!r} ignored")
             continue
-        problem = check_setting(name, value)
+        problem = setting.check(value)
         if problem:
-            errors.append(f"setting {key!r}: {problem}; keeping {getattr(base, name)!r}")
+            errors.append(f"setting {key!r}: {problem}; keeping {getattr(base, setting.name)!r}")
         else:
-            changes[name] = value
+            changes[setting.name] = value
     return dataclasses.replace(base, **changes), errors
 
 
-def check_setting(name: str, value: Any) -> str | None:
-    """Why `value` is not acceptable for setting `name`, or None."""
-    if name == "model":
-        return None if value is None or (isinstance(value, str) and value.strip()) else "must be a file path or null"
-    if name == "ignore_globs":
-        if not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
-            return "must be a list of strings"
-        try:
-            GitIgnoreSpec.from_lines(value)
-        except (ValueError, re.error) as exc:  # pathspec's pattern errors are ValueErrors
-            return f"not a valid gitignore pattern: {exc}"
-        return None
-    if not isinstance(value, int) or isinstance(value, bool):
-        return f"must be a whole number, got {value!r}"
-    low, high = _LIMITS[name]
-    return None if low <= value <= high else f"must be between {low} and {high}, got {value}"
+def reloads(old: Options, new: Options) -> set[Reload]:
+    """What a change from `old` to `new` settings has to rebuild (see `Reload`)."""
+    return {reload for s in SETTINGS if getattr(old, s.name) != getattr(new, s.name) for reload in s.reloads}

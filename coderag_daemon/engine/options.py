@@ -1,10 +1,15 @@
-"""Settings of the cache engine, with defaults sized for a 2-core laptop CPU."""
+"""Settings of the cache engine, with defaults sized for a 2-core laptop CPU.
+
+Those the daemon's users can set take their defaults from the settings table (..settings, a leaf
+module), so an engine built without them behaves as the daemon does."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 from typing import Literal
+
+from ..settings import default_of
 
 SwaMode = Literal["auto", "checkpoints", "full"]
 KvType = Literal["f16", "f32"]
@@ -13,15 +18,15 @@ MIB = 1 << 20
 
 @dataclass
 class EngineOptions:
-    n_ctx: int = 8192
+    n_ctx: int = default_of("n_ctx")
     """Context window in tokens: the file context, request tail and generated tokens share it."""
     n_batch: int = 512
     """Tokens per decode call; an interactive request preempts background prefill within one batch."""
-    n_threads: int = 0
+    n_threads: int = default_of("threads")
     """CPU threads for decoding; 0 = all cores."""
-    checkpoint_interval: int = 512
+    checkpoint_interval: int = default_of("checkpoint_interval")
     """Tokens between checkpoints (also taken at every segment boundary)."""
-    checkpoint_budget_bytes: int = 512 * MIB
+    checkpoint_budget_bytes: int = default_of("checkpoint_memory_mib") * MIB
     """Memory for checkpoint data; beyond it, checkpoints are evicted keeping coverage spread."""
     swa_mode: SwaMode = "auto"
     """Sliding-window models: 'checkpoints' (small SWA cache + partial-state checkpoints, faster

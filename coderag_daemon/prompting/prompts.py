@@ -35,6 +35,8 @@ import jinja2
 import numpy as np
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from ..settings import default_of
+
 if TYPE_CHECKING:
     from ..engine.model import SpecialTokens
 
@@ -93,7 +95,7 @@ class PromptOptions:
     """Text after the cursor: whole lines, the nearest kept. Reprocessed on every keystroke."""
     chat_tokens: int = 1024
     """Conversation text of a chat tail; older turns go first, then the middle of the longest."""
-    retrieval_tokens: int = 768
+    retrieval_tokens: int = default_of("retrieval_tokens")
     """Code retrieved from the workspace index into a chat tail (0: none)."""
 
     def __post_init__(self) -> None:
@@ -350,6 +352,13 @@ def detect_layout(tokenizer: Tokenizer, options: PromptOptions | None = None) ->
 
 
 # --- helpers --------------------------------------------------------------------------------------
+
+
+def chat_note(path: str, line: int | None = None, selected: str = "") -> str:
+    """Where the user is, for a chat's request: the file, the line (0-based in, 1-based in the
+    text) and the selected text, if any."""
+    where = f"The user is looking at {path}" + (f", line {line + 1}" if line is not None else "")
+    return f"{where}.\nThe user selected:\n```\n{selected}\n```" if selected else where
 
 
 def _header(path: str) -> str:

@@ -20,6 +20,8 @@ from pathlib import Path
 
 from pathspec import GitIgnoreSpec
 
+from ..settings import default_of
+
 logger = logging.getLogger(__name__)
 
 SKIPPED_DIR_NAMES = frozenset(
@@ -73,8 +75,8 @@ _EDITOR_TEMP_RE = _glob_regex(EDITOR_TEMP_GLOBS)
 class AdmissionOptions:
     """User-tunable limits; the built-in rules (skipped directories, secrets) are not optional."""
 
-    max_file_bytes: int = 512 * 1024
-    ignore_globs: list[str] = field(default_factory=list)
+    max_file_bytes: int = default_of("max_file_kib") * 1024
+    ignore_globs: list[str] = field(default_factory=lambda: default_of("ignore_globs"))
     """Extra gitignore-style patterns, relative to each root; they only add ignores."""
     use_gitignore: bool = True
     max_walk_files: int = 20_000

@@ -56,32 +56,36 @@ A plist such as (:nCtx 8192 :threads 4) with the names of the
 daemon's protocol.  Set through Customize, a change reaches the
 running daemons at once; changing the model or its context
 reloads it."
-  :type '(plist :key-type
-                (choice (const :tag "Model file (GGUF)" :modelPath)
-                        (const :tag "Context window in tokens" :nCtx)
-                        (const :tag "CPU threads (0: all)" :threads)
-                        (const :tag "Tokens between checkpoints"
-                               :checkpointInterval)
-                        (const :tag "Checkpoint memory (MiB)"
-                               :checkpointMemoryMiB)
-                        (const :tag "Quiet time before preloading (ms)"
-                               :preloadDelayMs)
-                        (const :tag "Token budget of the file context"
-                               :contextTokens)
-                        (const :tag "Longest inline completion (tokens)"
-                               :maxCompletionTokens)
-                        (const :tag "Longest chat answer (tokens)"
-                               :maxChatTokens)
-                        (const :tag "Completion time budget (ms)"
-                               :completionTimeBudgetMs)
-                        (const :tag "Context a completion waits for (tokens)"
-                               :completionWaitTokens)
-                        (const :tag "Retrieved code in a chat request (tokens)"
-                               :retrievalTokens)
-                        (const :tag "Extra ignore globs (strings)"
-                               :ignoreGlobs)
-                        (const :tag "Largest file (KiB)" :maxFileKiB))
-                :value-type sexp)
+  :type '(plist
+          :options
+          (((const :tag "Model file (GGUF)" :modelPath)
+            (choice (const :tag "Default model" nil) file))
+           ((const :tag "Context window in tokens" :nCtx)
+            (integer :value 12288))
+           ((const :tag "CPU threads (0: all)" :threads) (integer :value 0))
+           ((const :tag "Tokens between checkpoints" :checkpointInterval)
+            (integer :value 512))
+           ((const :tag "Checkpoint memory (MiB)" :checkpointMemoryMiB)
+            (integer :value 512))
+           ((const :tag "Quiet time before preloading (ms)" :preloadDelayMs)
+            (integer :value 400))
+           ((const :tag "Token budget of the file context" :contextTokens)
+            (integer :value 9728))
+           ((const :tag "Longest inline completion (tokens)"
+                   :maxCompletionTokens)
+            (integer :value 64))
+           ((const :tag "Longest chat answer (tokens)" :maxChatTokens)
+            (integer :value 512))
+           ((const :tag "Completion time budget (ms)" :completionTimeBudgetMs)
+            (integer :value 3000))
+           ((const :tag "Context a completion waits for (tokens)"
+                   :completionWaitTokens)
+            (integer :value 128))
+           ((const :tag "Retrieved code in a chat request (tokens)"
+                   :retrievalTokens)
+            (integer :value 768))
+           ((const :tag "Extra ignore globs" :ignoreGlobs) (repeat string))
+           ((const :tag "Largest file (KiB)" :maxFileKiB) (integer :value 512))))
   :set #'coderag--settings-changed)
 
 (defcustom coderag-request-timeout 30

@@ -2,8 +2,8 @@
 order, and the cursor of the last edit or completion (where a preload expects the next completion).
 
 The LSP event loop changes it (cheap: text and order only) and the model worker reads it (the
-expensive part, tokenizing changed files, happens in `ContextPolicy.segments` on the worker). One
-lock guards it; nothing slow runs under the lock on the event-loop side.
+expensive part, tokenizing changed files, happens in `segments` on the worker, outside the lock).
+One lock guards it; nothing slow runs under the lock on the event-loop side.
 """
 
 from __future__ import annotations
@@ -11,15 +11,18 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
-from .admission import AdmissionOptions, AdmissionPolicy, is_gitignore
-from ..prompting.context import ContextOptions, ContextPolicy
-from .documents import Document, DocumentStore, TextChange, path_to_uri
 from ..options import Options
+from ..prompting.context import ContextLayout, ContextOptions
 from ..prompting.prompts import PromptLayout
+from .admission import AdmissionOptions, AdmissionPolicy, is_gitignore
+from .documents import Document, DocumentStore, TextChange, path_to_uri
+from .file_order import FileOrder
+from .files import keys_under
 
 log = logging.getLogger("coderag_daemon.workspace.project")
 
@@ -36,10 +39,10 @@ class Project:
         self.documents = DocumentStore()
         self.admission = AdmissionPolicy(options=_admission_options(options))
         self.options = options
-        self.context: ContextPolicy | None = None
+        self.files = FileOrder(display=lambda key: self.admission.display_path(key), on_evict=self._forget_copy)
+        """The context's files by absolute path; the order survives a model change."""
         self.cursor: Cursor | None = None
         """Where the next completion is expected: the last edit, or the last completion asked for."""
-        self._order: dict[str, None] = {}  # context paths, LRU order; survives a model change
 
     # --- configuration ----------------------------------------------------------------------------
 
@@ -52,22 +55,23 @@ class Project:
             for root in roots:
                 self.admission.add_root(root)
             self._recheck()
-            if self.context is not None:
-                self.set_layout(self.context.layout)
+            if self.files.layout is not None:
+                self.set_layout(self.files.layout.layout)
 
     @property
     def repo_name(self) -> str:
         roots = self.admission.roots
         return roots[0].name if roots else "workspace"
 
+    @property
+    def context(self) -> FileOrder | None:
+        """The file order once a model has laid it out; None before."""
+        return self.files if self.files.layout is not None else None
+
     def set_layout(self, layout: PromptLayout) -> None:
         """A model was loaded: lay the same files out in the same order for its vocabulary."""
         with self.lock:
-            self.context = ContextPolicy(layout, self.repo_name, _context_options(self.options, layout))
-            for path in self._order:
-                doc = self._document_at(path)
-                if doc is not None:
-                    self.context.open(self.display_path(doc), doc.text)
+            self.files.relayout(ContextLayout.of(layout, self.repo_name, _context_options(self.options, layout)))
 
     def reconfigure(self, options: Options) -> None:
         """New admission rules or budgets; the files the new rules refuse leave the context. The
@@ -76,8 +80,8 @@ class Project:
             self.admission = AdmissionPolicy(self.admission.roots, _admission_options(options))
             self.options = options
             self._recheck()
-            if self.context is not None:
-                self.set_layout(dataclasses.replace(self.context.layout, options=options.prompt_options()))
+            if self.files.layout is not None:
+                self.set_layout(dataclasses.replace(self.files.layout.layout, options=options.prompt_options()))
 
     # --- editor events ----------------------------------------------------------------------------
 
@@ -103,7 +107,7 @@ class Project:
     def holds(self, doc: Document) -> bool:
         """Whether `doc` is one of the context's files."""
         with self.lock:
-            return doc.path is not None and self._key(doc) in self._order
+            return doc.path is not None and self._key(doc) in self.files
 
     def saved(self, uri: str, text: str | None) -> None:
         """The saved text is held to the same rules as an edit's, but keeps the file's place."""
@@ -115,7 +119,7 @@ class Project:
         every file after it), now read from disk, if the rules still admit the file there."""
         with self.lock:
             doc = self.documents.close(uri)
-            if doc.path is not None and self._key(doc) in self._order:
+            if doc.path is not None and self._key(doc) in self.files:
                 self._reload(doc.path, None)
 
     # --- disk events (watcher thread or event loop) -----------------------------------------------
@@ -128,7 +132,7 @@ class Project:
             rules_changed = self._rules_changed(path)
             key = str(Path(path))
             before = self._document_at(key)
-            if key not in self._order or (before is not None and before.source == "editor"):
+            if key not in self.files or (before is not None and before.source == "editor"):
                 return rules_changed
             return self._reload(Path(key), before.text if before is not None else None) or rules_changed
 
@@ -136,7 +140,7 @@ class Project:
         """Files deleted, no longer admitted on disk, or now behind a symlink to a refused place:
         disk copies leave; an open buffer stays unless its path is refused now."""
         with self.lock:
-            keys = self._keys_under(path)
+            keys = keys_under(self.files, str(Path(path)))
             gone = [key for key in keys if (doc := self._document_at(key)) is None or doc.source == "disk"]
             for key in gone:
                 self._leave(Path(key))
@@ -146,13 +150,9 @@ class Project:
     def disk_moved(self, src: str, dst: str) -> bool:
         with self.lock:
             rules_changed = self._rules_changed(src, dst)
-            old_prefix, new_prefix = str(Path(src)), str(Path(dst))
-            renamed = {key: new_prefix + key[len(old_prefix):] for key in self._keys_under(src)}
+            renamed = self.files.move(str(Path(src)), str(Path(dst)))  # same places, new names
             self.documents.rename(src, dst)
-            self._order = {renamed.get(k, k): None for k in self._order}  # same places, new names
-            for old_key, new_key in renamed.items():
-                if self.context is not None:
-                    self.context.rename(self.admission.display_path(Path(old_key)), self.admission.display_path(Path(new_key)))
+            for new_key in renamed.values():
                 if not self.admission.check_location(new_key):
                     self._leave(Path(new_key))
             return bool(renamed) or rules_changed
@@ -163,53 +163,38 @@ class Project:
         """The file context for the model; changed files are tokenized here, outside the lock, so
         the event loop's edits never wait for the tokenizer."""
         with self.lock:
-            context = self._require_context()
-            todo = context.pending()
-        prepared = [(path, context.prepare(path, text)) for path, text in todo]
+            todo = self.files.pending()
+        prepared = [(item, FileOrder.prepare(item)) for item in todo]
         with self.lock:
-            for path, file in prepared:
-                context.fill(path, file)
-            context = self._require_context()
-            return context.segments(self.display_path(exclude) if exclude is not None and exclude.path else None)
+            for item, segment in prepared:
+                self.files.fill(item, segment)
+            return self.files.segments(self._key(exclude) if exclude is not None and exclude.path else None)
 
     def layout(self) -> PromptLayout:
         """The prompt layout of the loaded model."""
         with self.lock:
-            return self._require_context().layout
-
-    def _require_context(self) -> ContextPolicy:
-        if self.context is None:
-            raise RuntimeError("no model is loaded yet")
-        return self.context
+            if self.files.layout is None:
+                raise RuntimeError("no model is loaded yet")
+            return self.files.layout.layout
 
     def describe(self, cached_tokens: int) -> list[dict[str, Any]]:
+        """For the ``coderag/context`` request: each file as laid out, and whether the model's cache
+        holds it entirely."""
         with self.lock:
-            if self.context is None:
+            if self.files.layout is None:
                 return []
-            out = self.context.describe(cached_tokens)
-            by_display = {self.admission.display_path(Path(k)): k for k in self._order}
-            for item in out:
-                key = by_display.get(item["path"])
-                item["uri"] = path_to_uri(key) if key else None
-            return out
+            return [{**e.describe(cached_tokens), "uri": path_to_uri(e.key)} for e in self.files.entries()]
 
     def context_paths(self) -> frozenset[str]:
         """Absolute paths of the files in the file context now (within its budget)."""
         with self.lock:
-            if self.context is None:
-                return frozenset()
-            return frozenset(key for key in self._order if self.admission.display_path(Path(key)) in self.context)
+            return frozenset(self.files) if self.files.layout is not None else frozenset()
 
     def display_path(self, doc: Document) -> str:
         """The path the model reads in file headers: relative to its workspace root."""
         return self.admission.display_path(doc.path) if doc.path is not None else doc.uri
 
     # --- internals --------------------------------------------------------------------------------
-
-    def _keys_under(self, path: str) -> list[str]:
-        """Context keys of `path` itself or of files below it (a directory)."""
-        prefix = str(Path(path))
-        return [k for k in self._order if k == prefix or k.startswith(prefix + "/")]
 
     @staticmethod
     def _key(doc: Document) -> str:
@@ -227,8 +212,8 @@ class Project:
     def _recheck(self, keys: Iterable[str] | None = None) -> bool:
         """The one place where context files (all, or those of `keys`) that the current rules refuse
         leave the context; the others keep their order. Returns whether any left."""
-        refused = [key for key in (list(self._order) if keys is None else keys)
-                   if key in self._order and not self._admitted(self._document_at(key))]
+        refused = [key for key in (list(self.files) if keys is None else keys)
+                   if key in self.files and not self._admitted(self._document_at(key))]
         for key in refused:
             self._leave(Path(key))
         return bool(refused)
@@ -246,7 +231,7 @@ class Project:
         admitted; otherwise it leaves, so the context never holds text the editor no longer has."""
         if self._admitted(doc):
             self._enter(doc, edited)
-        elif doc.path is not None and self._key(doc) in self._order:
+        elif doc.path is not None and self._key(doc) in self.files:
             self._leave(doc.path)
 
     def _read_disk(self, path: Path) -> Document | None:
@@ -266,26 +251,22 @@ class Project:
             return True
         if doc.text == old_text:
             return False
-        if self.context is not None:
-            self.context.update_text(self.display_path(doc), doc.text)
+        self.files.refresh(str(path), doc.text)
         return True
 
     def _enter(self, doc: Document, edited: bool = False) -> None:
-        key = self._key(doc)
-        if edited:
-            self._order.pop(key, None)
-        self._order[key] = None
-        if self.context is not None:
-            (self.context.touched if edited else self.context.open)(self.display_path(doc), doc.text)
+        (self.files.touch if edited else self.files.add)(self._key(doc), doc.text)
 
     def _leave(self, path: Path) -> None:
-        key = str(path)
-        self._order.pop(key, None)
-        if self.context is not None:
-            self.context.remove(self.admission.display_path(path))
+        self.files.remove(str(path))
+        self._forget_copy(str(path))
+
+    def _forget_copy(self, key: str) -> None:
+        """A file left the context (also when the budget evicted it): a copy read from disk goes
+        with it; an editor buffer stays until it is closed."""
         doc = self._document_at(key)
         if doc is not None and doc.source == "disk":
-            self.documents.remove(path)
+            self.documents.remove(key)
 
 
 def _context_options(options: Options, layout: PromptLayout) -> ContextOptions:
@@ -294,8 +275,8 @@ def _context_options(options: Options, layout: PromptLayout) -> ContextOptions:
     room = options.n_ctx - layout.options.request_tokens(options.max_completion_tokens, options.max_chat_tokens)
     budget = min(options.context_tokens, max(room, options.n_ctx // 4))
     if budget < options.context_tokens:
-        log.info("file context limited to %d tokens (contextTokens %d): n_ctx %d keeps room for the request and its answer",
-                 budget, options.context_tokens, options.n_ctx)
+        log.info("file context limited to %d tokens (contextTokens %d): "
+                 "n_ctx %d keeps room for the request and its answer", budget, options.context_tokens, options.n_ctx)
     return ContextOptions(token_budget=budget)
 
 

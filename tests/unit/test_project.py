@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from coderag_daemon.workspace.documents import TextChange, path_to_uri
 from coderag_daemon.engine import Model
 from coderag_daemon.options import Options
-from coderag_daemon.workspace.project import Project
 from coderag_daemon.prompting.prompts import PromptOptions, detect_layout
+from coderag_daemon.workspace.documents import TextChange, path_to_uri
+from coderag_daemon.workspace.project import Project
 from fixtures.tiny_models import tiny_model_path
 
 from .conftest import write
@@ -83,9 +83,35 @@ def test_the_file_context_leaves_room_for_a_request_in_n_ctx(root: Path) -> None
         project = Project(options)
         project.set_roots([root])
         project.set_layout(layout)
-        budget = project.context.options.token_budget
-        assert budget + layout.options.request_tokens(options.max_completion_tokens, options.max_chat_tokens) <= n_ctx
-        assert budget == min(context_tokens, n_ctx - layout.options.request_tokens(options.max_completion_tokens, options.max_chat_tokens))
+        assert project.files.layout is not None
+        budget = project.files.layout.options.token_budget
+        request = layout.options.request_tokens(options.max_completion_tokens, options.max_chat_tokens)
+        assert budget + request <= n_ctx
+        assert budget == min(context_tokens, n_ctx - request)
+
+
+def test_a_file_the_budget_evicted_stays_out_until_it_is_opened_again(root: Path) -> None:
+    """Eviction takes the file out of the one order: it is no longer held, its disk copy goes, and
+    neither an edit of another file nor a new budget brings it back; opened again, it is the latest."""
+    body = "".join(f"value_{i} = {i}\n" for i in range(10))  # about 76 tokens a file
+    project = project_with(root, [], Options(context_tokens=256))
+    uris = {name: path_to_uri(write(root / name, body)) for name in ("a.py", "b.py", "c.py", "d.py")}
+    for name, uri in uris.items():
+        project.opened(uri, body, 1, "python")
+        if name != "a.py":
+            project.closed(uri)  # a.py stays open in the editor
+    assert paths(project) == ["c.py", "d.py"]  # 4 x 76 > 256: down to the low-water mark, 192
+    a = project.documents.get(uris["a.py"])
+    assert a is not None and not project.holds(a)
+    assert project.context_paths() == {str(root / "c.py"), str(root / "d.py")}
+    assert project.documents.get(uris["b.py"]) is None  # the disk copy left with it
+    project.changed(reopen(project, root / "d.py"), 3, [TextChange(body + "x = 1\n")])
+    assert paths(project) == ["c.py", "d.py"]
+    project.reconfigure(Options(context_tokens=1024))  # room for all four now
+    assert paths(project) == ["c.py", "d.py"]
+    project.closed(uris["a.py"])
+    a = project.opened(uris["a.py"], body, 3, "python")
+    assert project.holds(a) and paths(project) == ["c.py", "d.py", "a.py"]  # back as the latest file
 
 
 # --- files that stop being admissible leave the context --------------------------------------------
@@ -129,7 +155,8 @@ def test_closing_a_file_that_became_too_large_or_binary_leaves_it_out(
     assert paths(project) == ["a.py"]
     assert read == []  # refused before reading: size from stat, NUL in the sniffed head
     assert not holds_text(project, "HUGE") and not holds_text(project, "\0")
-    assert [r.getMessage().split(": ")[1] for r in caplog.records] == ["too large (9000 > 1024 bytes)", "binary (NUL byte)"]
+    reasons = [r.getMessage().split(": ")[1] for r in caplog.records]
+    assert reasons == ["too large (9000 > 1024 bytes)", "binary (NUL byte)"]
 
 
 def test_a_context_file_changed_on_disk_is_read_again_through_the_rules(root: Path, tmp_path: Path) -> None:

@@ -31,7 +31,6 @@ from ..workspace.documents import path_to_uri
 from ..engine import Model
 from ..engine.cache import common_prefix
 from ..prompting.prompts import detect_layout
-from ..lsp.server import plain
 from . import quiet
 from .editor_session import SAMPLE, Session
 
@@ -190,7 +189,7 @@ async def _run(args: argparse.Namespace) -> int:
                       flush=True)
         await s.settle()
         ours, _ = _reprocessed_since(s.status, start_seq)
-        in_context = [f["path"] for f in plain(await s.client.protocol.send_request_async("coderag/context", {}))["files"]]
+        in_context = [f["path"] for f in (await s.client.protocol.send_request_async("coderag/context", {}))["files"]]
         if len(in_context) != len(FILES):
             print(f"warning: files left the context during the session, the comparison is not like for like: {in_context}")
         print()

@@ -19,7 +19,7 @@ from lsprotocol import types
 from pygls.lsp.client import BaseLanguageClient
 
 from ..workspace.documents import path_to_uri
-from ..lsp.server import plain
+from ..lsp.converter import plain_json_converter
 
 SAMPLE = Path(__file__).resolve().parents[2] / "fixtures" / "sample_project"
 FILES = ["tasktrack/config.py", "tasktrack/auth.py", "tasktrack/scheduler.py", "tasktrack/notifications.py"]
@@ -33,17 +33,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 class Session:
     def __init__(self) -> None:
-        self.client = BaseLanguageClient("coderag-demo", "1")
+        self.client = BaseLanguageClient("coderag-demo", "1", converter_factory=plain_json_converter)
         self.status: list[dict[str, Any]] = []
         self.deltas: list[str] = []
-        self.client.feature("coderag/status")(lambda p: self.status.append(plain(p)))
+        self.client.feature("coderag/status")(lambda p: self.status.append(p))
         self.client.feature("coderag/chatDelta")(lambda p: self._delta(p))
         self.client.feature(types.WINDOW_SHOW_MESSAGE)(lambda p: print(f"  [daemon] {p.message}"))
         self.client.feature(types.WINDOW_LOG_MESSAGE)(lambda p: None)
         self.versions: dict[str, int] = {}
 
     def _delta(self, params: Any) -> None:
-        text = plain(params)["delta"]
+        text = params["delta"]
         self.deltas.append(text)
         print(text, end="", flush=True)
 
@@ -133,7 +133,7 @@ async def _run(args: argparse.Namespace) -> int:
         print(f"1. Model loaded in {time.perf_counter() - t0:.1f}s: {ready['model']} (cache strategy {ready['strategy']}, n_ctx {ready['nCtx']})")
 
         uris = [s.open(root, rel) for rel in FILES]
-        context = plain(await s.client.protocol.send_request_async("coderag/context", {}))
+        context = await s.client.protocol.send_request_async("coderag/context", {})
         print(f"2. Opened {len(FILES)} files; context order (least recently edited first):")
         for f in context["files"]:
             print(f"     {f['path']:<32} {f['tokens']:>5} tokens")
@@ -172,8 +172,8 @@ async def _run(args: argparse.Namespace) -> int:
         question = "Where is the expiry of a signed token checked, and what happens when it has expired?"
         print(f"6. Question about the project: {question}\n   Answer (streamed): ", end="", flush=True)
         t0 = time.perf_counter()
-        result = plain(await s.client.protocol.send_request_async(
-            "coderag/chat", {"question": question, "uri": auth, "position": {"line": target, "character": 0}, "token": "demo"}))
+        result = await s.client.protocol.send_request_async(
+            "coderag/chat", {"question": question, "uri": auth, "position": {"line": target, "character": 0}, "token": "demo"})
         seconds = time.perf_counter() - t0
         print()
         print(_line("chat", seconds, result["stats"]))

@@ -27,7 +27,6 @@ from lsprotocol import types
 from ..workspace.documents import path_to_uri
 from ..engine import Model
 from ..prompting.prompts import PromptLayout, detect_layout
-from ..lsp.server import plain
 from .editor_session import Session
 from .llama_server import LlamaServer, ServerSettings, peak_rss
 from .workload import Chat, Complete, Edit, Editor, Workload, chat_messages, fixed_order_request
@@ -120,8 +119,8 @@ class DaemonSide:
 
     async def chat(self, step: Chat, label: str) -> Request:
         t0 = time.perf_counter()
-        result = plain(await self.session.client.protocol.send_request_async("coderag/chat", {
-            "question": step.question, "uri": self.uris[step.path], "position": {"line": step.line, "character": 0}}))
+        result = await self.session.client.protocol.send_request_async("coderag/chat", {
+            "question": step.question, "uri": self.uris[step.path], "position": {"line": step.line, "character": 0}})
         stats = result["stats"]
         return Request(label, "chat", stats["tokensReprocessed"], time.perf_counter() - t0, stats["tokensGenerated"], result["answer"])
 

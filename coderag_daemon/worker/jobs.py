@@ -21,7 +21,7 @@ from ..index import Retrieved
 from ..index.retrieval import CountTokens
 from ..options import Options
 from ..workspace.project import Project
-from .model_worker import Session
+from .model_worker import Session, update_figures
 
 
 CHAT_SEQ = 1
@@ -51,9 +51,7 @@ class Outcome:
 
     def as_stats(self) -> dict[str, Any]:
         out = {
-            "tokensInContext": self.stats.n_tokens, "tokensReprocessed": self.stats.tokens_reprocessed,
-            "tokensKept": self.stats.tokens_kept, "restoreKind": self.stats.restore_kind,
-            "prefillMs": round(self.prefill_ms, 1),
+            "tokensInContext": self.stats.n_tokens, **update_figures(self.stats, self.prefill_ms),
             "timeToFirstTokenMs": round(self.prefill_ms + (self.first_token_ms or 0.0), 1),
             "generationMs": round(self.generation_ms, 1), "tokensGenerated": self.tokens_generated,
             "stopReason": self.stop_reason,

@@ -106,6 +106,14 @@ class Session:
         return stats
 
 
+def update_figures(stats: UpdateStats, prefill_ms: float | None = None) -> dict[str, Any]:
+    """An update's figures as the protocol names them (camelCase). `prefill_ms` is the wall time a
+    request waited for its prefill (tokenizing files included); by default the engine's own time."""
+    ms = stats.decode_ms + stats.restore_ms + stats.checkpoint_ms if prefill_ms is None else prefill_ms
+    return {"tokensReprocessed": stats.tokens_reprocessed, "tokensKept": stats.tokens_kept,
+            "restoreKind": stats.restore_kind, "prefillMs": round(ms, 1)}
+
+
 @dataclass
 class Status:
     state: State
@@ -126,9 +134,7 @@ class Status:
                "nCtx": self.n_ctx, "checkpoints": self.checkpoints, "checkpointBytes": self.checkpoint_bytes,
                "strategy": self.strategy}
         if self.last_update is not None:
-            u = self.last_update
-            out["last"] = {"seq": self.update_seq, "tokensReprocessed": u.tokens_reprocessed, "tokensKept": u.tokens_kept,
-                           "prefillMs": round(u.decode_ms + u.restore_ms + u.checkpoint_ms, 1), "restoreKind": u.restore_kind}
+            out["last"] = {"seq": self.update_seq, **update_figures(self.last_update)}
         if self.last_request is not None:
             out["lastRequest"] = self.last_request
         return out

@@ -13,6 +13,9 @@ import pytest
 import pytest_lsp
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
+from pytest_lsp.client import register_lsp_features
+
+from coderag_daemon.lsp.converter import plain_json_converter
 
 from coderag_daemon.workspace.documents import path_to_uri
 from fixtures.tiny_models import tiny_model_path
@@ -31,12 +34,20 @@ class Recorder:
     def __init__(self, client: LanguageClient) -> None:
         self.status: list[dict[str, Any]] = []
         self.deltas: list[dict[str, Any]] = []
-        client.feature("coderag/status")(lambda params: self.status.append(_plain(params)))
-        client.feature("coderag/chatDelta")(lambda params: self.deltas.append(_plain(params)))
+        client.feature("coderag/status")(lambda params: self.status.append(params))
+        client.feature("coderag/chatDelta")(lambda params: self.deltas.append(params))
 
 
-def _plain(params: Any) -> Any:
-    return {k: _plain(v) for k, v in params._asdict().items()} if hasattr(params, "_asdict") else params
+def _client() -> LanguageClient:
+    """pytest-lsp's client, reading the daemon's own methods as plain JSON, as the daemon does."""
+    client = LanguageClient(converter_factory=plain_json_converter)
+    register_lsp_features(client)
+    return client
+
+
+def daemon(command: list[str]) -> ClientServerConfig:
+    """A test client of the daemon started with `command`."""
+    return ClientServerConfig(server_command=command, client_factory=_client)
 
 
 async def until(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
@@ -80,7 +91,7 @@ async def start(client: LanguageClient, workspace: Path, options: dict[str, Any]
     await until(lambda: any(s.get("state") == state for s in client.recorder.status), what=f"state {state}")
 
 
-@pytest_lsp.fixture(config=ClientServerConfig(server_command=SERVER))
+@pytest_lsp.fixture(config=daemon(SERVER))
 async def client(lsp_client: LanguageClient, workspace: Path):
     await start(lsp_client, workspace)
     yield

@@ -8,16 +8,15 @@ import pytest
 import pytest_lsp
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
-from pytest_lsp import ClientServerConfig, LanguageClient
+from pytest_lsp import LanguageClient
 
-from coderag_daemon.lsp.server import plain
 
-from .conftest import SERVER, open_file, start, until
+from .conftest import SERVER, daemon, open_file, start, until
 
 BROKEN = Path(__file__).with_name("not-a-model.gguf")
 
 
-@pytest_lsp.fixture(config=ClientServerConfig(server_command=SERVER))
+@pytest_lsp.fixture(config=daemon(SERVER))
 async def misconfigured(lsp_client: LanguageClient, workspace: Path):
     await start(lsp_client, workspace, {"nCtx": "big", "maxCompletionTokens": 0, "noSuchSetting": 1, "preloadDelayMs": 50})
     yield
@@ -47,7 +46,7 @@ def broken_model_file():
     BROKEN.unlink()
 
 
-@pytest_lsp.fixture(config=ClientServerConfig(server_command=[*SERVER[:SERVER.index("--model")], "--model", str(BROKEN),
+@pytest_lsp.fixture(config=daemon([*SERVER[:SERVER.index("--model")], "--model", str(BROKEN),
                                                               *SERVER[SERVER.index("--model") + 2:]]))
 async def no_model(lsp_client: LanguageClient, workspace: Path):
     await start(lsp_client, workspace, state="error")
@@ -66,7 +65,7 @@ async def test_a_broken_model_is_reported_and_requests_fail_clearly(no_model: La
             text_document=types.TextDocumentIdentifier(uri=uri), position=types.Position(line=3, character=0),
             context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Invoked)))
     # documents are still tracked while there is no model
-    text = (await no_model.protocol.send_request_async("coderag/documentText", {"uri": uri})).text
+    text = (await no_model.protocol.send_request_async("coderag/documentText", {"uri": uri}))["text"]
     assert text == (workspace / "tasktrack" / "auth.py").read_text()
 
 
@@ -76,10 +75,10 @@ async def test_ignore_patterns_from_the_editor_apply(misconfigured: LanguageClie
     open_file(misconfigured, workspace / "tasktrack" / "api.py")
     open_file(misconfigured, workspace / "tasktrack" / "auth.py")
     result = await misconfigured.protocol.send_request_async("coderag/context", {})
-    assert [f.path for f in result.files] == ["tasktrack/auth.py"]
+    assert [f["path"] for f in result["files"]] == ["tasktrack/auth.py"]
 
 
-@pytest_lsp.fixture(config=ClientServerConfig(server_command=SERVER))
+@pytest_lsp.fixture(config=daemon(SERVER))
 async def small_window(lsp_client: LanguageClient, workspace: Path):
     await start(lsp_client, workspace, {"nCtx": 1024, "ignoreGlobs": ["!"]})
     yield
@@ -94,7 +93,7 @@ async def test_a_bad_ignore_pattern_is_reported_and_the_rest_applies(small_windo
     big = workspace / "tasktrack" / "big.py"
     big.write_text("x = 1\n" * 400)
     open_file(small_window, big)  # 2.4 KiB: left out, so the other setting was applied
-    files = plain(await small_window.protocol.send_request_async("coderag/context", {}))["files"]
+    files = (await small_window.protocol.send_request_async("coderag/context", {}))["files"]
     assert files == []
 
 
@@ -102,5 +101,5 @@ async def test_n_ctx_from_the_editor_sizes_the_file_context(small_window: Langua
     assert small_window.recorder.status[-1]["nCtx"] == 1024  # the flag said 4096
     for name in ("config.py", "auth.py", "scheduler.py"):
         open_file(small_window, workspace / "tasktrack" / name)
-    result = plain(await small_window.protocol.send_request_async("coderag/chat", {"question": "What is in config.py?"}))
+    result = await small_window.protocol.send_request_async("coderag/chat", {"question": "What is in config.py?"})
     assert result["stats"]["tokensInContext"] + result["stats"]["tokensGenerated"] <= 1024

@@ -13,13 +13,12 @@ from pygls.exceptions import JsonRpcException
 from pytest_lsp import LanguageClient
 
 from coderag_daemon.workspace.documents import path_to_uri
-from coderag_daemon.lsp.server import plain
 
 from .conftest import SERVER, edit, initialize_params, open_file, until
 
 
 async def request(client: LanguageClient, method: str, params: object = None) -> Any:
-    return plain(await client.protocol.send_request_async(method, params))
+    return await client.protocol.send_request_async(method, params)
 
 
 async def context_paths(client: LanguageClient) -> list[str]:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 import pytest_lsp
-from pytest_lsp import ClientServerConfig, LanguageClient
+from pytest_lsp import LanguageClient
 
-from .conftest import SAMPLE, SERVER, open_file, start, until
+from .conftest import SAMPLE, SERVER, daemon, open_file, start, until
 from .test_daemon import request
 
 FILES = ("config.py", "auth.py", "scheduler.py", "storage.py", "api.py", "models.py")
@@ -18,7 +18,7 @@ LINES = 90
 so a request sent when it starts finds it under way."""
 
 
-@pytest_lsp.fixture(config=ClientServerConfig(server_command=[*SERVER, "--n-ctx", "8192", "--context-tokens", "6000"]))
+@pytest_lsp.fixture(config=daemon([*SERVER, "--n-ctx", "8192", "--context-tokens", "6000"]))
 async def client(lsp_client: LanguageClient, workspace: Path):
     await start(lsp_client, workspace)
     yield

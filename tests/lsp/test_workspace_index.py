@@ -12,7 +12,6 @@ from pygls.exceptions import JsonRpcException
 from pytest_lsp import LanguageClient
 
 from coderag_daemon.workspace.documents import path_to_uri
-from coderag_daemon.lsp.server import plain
 
 from .conftest import open_file, until
 from .test_daemon import request
@@ -80,7 +79,7 @@ async def test_chat_cites_retrieved_code_of_files_not_in_the_context(client: Lan
     assert sources and sources[0]["path"] == "tasktrack/ledger.py"
     assert all(s["path"] != "tasktrack/auth.py" for s in sources)  # in the cached context already
     assert result["stats"]["retrievedTokens"] > 0
-    final = plain([d for d in client.recorder.deltas if d["token"] == "q1"][-1])
+    final = [d for d in client.recorder.deltas if d["token"] == "q1"][-1]
     assert final == {"token": "q1", "delta": "", "done": True, "sources": sources}
     first, last = sources[0]["range"]["start"]["line"], sources[0]["range"]["end"]["line"]
     assert "def reconcile_ledger_balance" in "".join(LEDGER.splitlines(keepends=True)[first:last + 1])

@@ -17,7 +17,8 @@ import pytest
 from lsprotocol import types
 
 from coderag_daemon.options import Options
-from coderag_daemon.lsp.server import CoderagServer, WorkProgress
+from coderag_daemon.lsp.progress import WorkProgress
+from coderag_daemon.lsp.server import CoderagServer
 from coderag_daemon.worker.model_worker import Status
 
 URI = "file:///ws/calc.py"
@@ -94,20 +95,20 @@ def from_thread(fn: Callable[..., Any], *args: Any) -> None:
 
 
 def test_a_change_on_disk_forgets_the_shown_suggestions_on_the_event_loop(server: CoderagServer) -> None:
-    on_loop(server, lambda: server.shown.remember(URI, "def add(", "", "a, b):"))
+    on_loop(server, lambda: server.completions.shown.remember(URI, "def add(", "", "a, b):"))
     on_event = server._disk(lambda *paths: False, lambda *paths: None)
     with loop_held(server):  # a lookup iterating the suggestions may be under way
         from_thread(on_event, "/ws/calc.py")
-        assert server.shown.lookup(URI, "def add(a", "") == ", b):"  # untouched by the watcher's thread
-    assert on_loop(server, lambda: server.shown.lookup(URI, "def add(a", "")) is None
+        assert server.completions.shown.lookup(URI, "def add(a", "") == ", b):"  # untouched by the watcher's thread
+    assert on_loop(server, lambda: server.completions.shown.lookup(URI, "def add(a", "")) is None
 
 
 def test_the_model_workers_status_is_handled_on_the_event_loop(server: CoderagServer) -> None:
-    on_loop(server, lambda: setattr(server, "_loading_progress", "loading-token"))
+    on_loop(server, lambda: setattr(server.loading, "token", "loading-token"))
     with loop_held(server):
         from_thread(server._status_changed, Status("error", error="broken model"))
-        assert server._loading_progress == "loading-token" and server._shown_error is None
-    assert on_loop(server, lambda: (server._loading_progress, server._shown_error)) == (None, "broken model")
+        assert server.loading.token == "loading-token" and server._shown_error is None
+    assert on_loop(server, lambda: (server.loading.token, server._shown_error)) == (None, "broken model")
     assert [(name, token) for name, token, _ in server.protocol.progress.calls] == [("end", "loading-token")]
     assert {thread for *_, thread in server.protocol.progress.calls} == {server.loop_thread}
     assert ("coderag/status", server.loop_thread) in server.sent

@@ -40,8 +40,6 @@ logger = logging.getLogger(__name__)
 
 PathCallback = Callable[[str], Any]
 MoveCallback = Callable[[str, str], Any]
-Dispatch = Callable[..., Any]
-"""Runs ``callback(*args)`` somewhere, e.g. ``loop.call_soon_threadsafe``."""
 
 # Directory creations and modifications are left out: files report themselves
 # (watchdog also reports the files of a directory moved in from outside).
@@ -49,10 +47,6 @@ _EVENT_FILTER = [
     FileCreatedEvent, FileModifiedEvent, FileClosedEvent, FileDeletedEvent, FileMovedEvent,
     DirDeletedEvent, DirMovedEvent,
 ]  # fmt: skip
-
-
-def _call_now(callback: Callable[..., Any], *args: Any) -> None:
-    callback(*args)
 
 
 class _Handler(FileSystemEventHandler):
@@ -77,9 +71,8 @@ class DiskWatcher:
     - ``on_move(src, dst)``: a file or directory moved, both places admitted. A moved file
       is also reported by ``on_change(dst)`` afterwards, since a move can replace a file.
 
-    Paths are absolute strings under the roots. Callbacks run on the watcher's own thread
-    unless ``dispatch`` hands them elsewhere (pass ``loop.call_soon_threadsafe`` to run them
-    on an asyncio loop); either way callers must not assume they run on the LSP thread.
+    Paths are absolute strings under the policy's roots when it starts: new roots take a new
+    watcher. Callbacks run on the watcher's own thread, never on the LSP thread.
     """
 
     def __init__(
@@ -90,14 +83,12 @@ class DiskWatcher:
         on_move: MoveCallback,
         *,
         delay: float = 0.1,
-        dispatch: Dispatch = _call_now,
     ) -> None:
         self._policy = policy
         self._on_change = on_change
         self._on_delete = on_delete
         self._on_move = on_move
         self._delay = delay
-        self._dispatch = dispatch
         self._handler = _Handler(self._receive)
         self._observer: BaseObserver | None = None
         self._watches: dict[Path, ObservedWatch] = {}
@@ -138,21 +129,6 @@ class DiskWatcher:
         self._flusher.join()
         self._observer = self._flusher = None
         self._watches.clear()
-
-    def add_root(self, root: str | os.PathLike[str]) -> None:
-        """Start watching a workspace folder (if running) and add it to the policy."""
-        path = Path(root).resolve()
-        if self._observer is not None:
-            self._schedule(path)
-        self._policy.add_root(path)
-
-    def remove_root(self, root: str | os.PathLike[str]) -> None:
-        """Remove a workspace folder from the policy and stop watching it."""
-        path = Path(root).resolve()
-        watch = self._watches.pop(path, None)
-        if watch is not None and self._observer is not None:
-            self._observer.unschedule(watch)
-        self._policy.remove_root(path)
 
     def __enter__(self) -> DiskWatcher:
         self.start()
@@ -250,6 +226,6 @@ class DiskWatcher:
 
     def _call(self, callback: Callable[..., Any], *args: Any) -> None:
         try:
-            self._dispatch(callback, *args)
+            callback(*args)
         except Exception:
             logger.exception("watcher callback %s%r failed", getattr(callback, "__name__", callback), args)

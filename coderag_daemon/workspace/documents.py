@@ -20,6 +20,8 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
+from .files import keys_under, read_capped, utf16_len
+
 logger = logging.getLogger(__name__)
 
 Position = tuple[int, int]
@@ -95,7 +97,7 @@ class _LineIndex:
         offset = min(offset, len(self.text))
         line = bisect_right(self.starts, offset) - 1
         begin, end = self._span(line)
-        return line, _utf16_len(self.text[begin : min(offset, end)])
+        return line, utf16_len(self.text[begin : min(offset, end)])
 
     def edited(self, start: int, end: int, new: str) -> _LineIndex:
         """Index of the text with ``text[start:end]`` replaced by ``new``.
@@ -136,20 +138,6 @@ def _utf16_to_index(line: str, character: int, position: Position) -> int:
     return len(line)
 
 
-def _utf16_len(text: str) -> int:
-    return len(text.encode("utf-16-le", "surrogatepass")) // 2
-
-
-def offset_at(text: str, position: Position) -> int:
-    """Code-point offset in ``text`` of an LSP (line, UTF-16 character) position."""
-    return _LineIndex(text).offset(position)
-
-
-def position_at(text: str, offset: int) -> Position:
-    """LSP (line, UTF-16 character) position of a code-point offset in ``text``."""
-    return _LineIndex(text).position(offset)
-
-
 def uri_to_path(uri: str) -> Path | None:
     """Filesystem path of a ``file:`` URI (percent-decoded), None for other schemes."""
     parts = urlsplit(uri)
@@ -166,12 +154,7 @@ def path_to_uri(path: str | os.PathLike[str]) -> str:
 
 @dataclass(frozen=True)
 class Document:
-    """An immutable snapshot of one document.
-
-    ``revision`` is the store-wide revision at which the text last changed, so a
-    consumer can tell what changed since it last looked. ``version`` is the
-    editor's version (None for disk documents).
-    """
+    """An immutable snapshot of one document. ``version`` is the editor's version (None for disk documents)."""
 
     uri: str
     path: Path | None
@@ -179,7 +162,6 @@ class Document:
     version: int | None
     source: Source
     language_id: str
-    revision: int
     _index: _LineIndex | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -187,11 +169,12 @@ class Document:
             object.__setattr__(self, "_index", _LineIndex(self.text))
 
     def offset_at(self, position: Position) -> int:
-        """Like :func:`offset_at`, reusing this document's line index."""
+        """Code-point offset of an LSP (line, UTF-16 character) position; past a line's end or the
+        last line clamps."""
         return self._lines.offset(position)
 
     def position_at(self, offset: int) -> Position:
-        """Like :func:`position_at`, reusing this document's line index."""
+        """LSP (line, UTF-16 character) position of a code-point offset; past the end clamps."""
         return self._lines.position(offset)
 
     @property
@@ -212,16 +195,8 @@ def _apply(index: _LineIndex, change: TextChange) -> _LineIndex:
 def _read_text(path: str, max_bytes: int | None) -> str | None:
     """A file's text as strict UTF-8 (a BOM is dropped), None if it is not a readable UTF-8 file
     or has more than ``max_bytes`` bytes (it may have grown since its size was checked)."""
-    try:
-        if not os.path.isfile(path):  # a FIFO would block the reader forever
-            return None
-        with open(path, "rb") as f:
-            data = f.read(-1 if max_bytes is None else max_bytes + 1)
-    except OSError as exc:
-        logger.debug("cannot read %s: %s", path, exc)
-        return None
-    if max_bytes is not None and len(data) > max_bytes:
-        logger.info("skipping %s: too large (over %d bytes)", path, max_bytes)
+    data = read_capped(path, max_bytes)
+    if data is None:
         return None
     try:
         return data.decode("utf-8-sig")
@@ -241,12 +216,6 @@ class DocumentStore:
 
     def __init__(self) -> None:
         self._docs: dict[str, Document] = {}
-        self._revision = 0
-
-    @property
-    def revision(self) -> int:
-        """The latest revision; it increases on every change to the set of documents or their text."""
-        return self._revision
 
     def __iter__(self) -> Iterator[Document]:
         return iter(list(self._docs.values()))
@@ -260,7 +229,7 @@ class DocumentStore:
     def open(self, uri: str, text: str, version: int, language_id: str = "") -> Document:
         """Start tracking an editor buffer (textDocument/didOpen)."""
         key = _uri_key(uri)
-        doc = Document(uri, uri_to_path(uri), text, version, "editor", language_id, self._revision_for(key, text))
+        doc = Document(uri, uri_to_path(uri), text, version, "editor", language_id)
         self._docs[key] = doc
         return doc
 
@@ -273,7 +242,7 @@ class DocumentStore:
         index = doc._lines
         for change in changes:
             index = _apply(index, change)
-        new = replace(doc, text=index.text, version=version, revision=self._revision_for(key, index.text), _index=index)
+        new = replace(doc, text=index.text, version=version, _index=index)
         self._docs[key] = new
         return new
 
@@ -282,7 +251,7 @@ class DocumentStore:
         key, doc = self._editor_doc(uri)
         if text is None or text == doc.text:
             return doc
-        new = replace(doc, text=text, revision=self._bump())
+        new = replace(doc, text=text)
         self._docs[key] = new
         return new
 
@@ -294,7 +263,6 @@ class DocumentStore:
         """
         key, doc = self._editor_doc(uri)
         del self._docs[key]
-        self._bump()
         return doc
 
     def load_from_disk(self, path: str | os.PathLike[str], language_id: str = "", *,
@@ -312,24 +280,19 @@ class DocumentStore:
             return old
         text = _read_text(key, max_bytes)
         if text is None:
-            if old is not None:
-                del self._docs[key]
-                self._bump()
+            self._docs.pop(key, None)
             return None
         if old is not None and old.text == text:
             return old
         language_id = language_id or (old.language_id if old else "")
-        doc = Document(path_to_uri(key), Path(key), text, None, "disk", language_id, self._bump())
+        doc = Document(path_to_uri(key), Path(key), text, None, "disk", language_id)
         self._docs[key] = doc
         return doc
 
     def remove(self, path: str | os.PathLike[str]) -> list[Document]:
         """Forget disk documents deleted on disk: the file, or everything under a directory."""
         keys = self._keys_under(os.path.abspath(path))
-        removed = [self._docs.pop(key) for key in keys]
-        if removed:
-            self._bump()
-        return removed
+        return [self._docs.pop(key) for key in keys]
 
     def rename(self, old: str | os.PathLike[str], new: str | os.PathLike[str]) -> list[Document]:
         """Move disk documents after a file or directory was moved on disk; returns them at their new place.
@@ -341,9 +304,6 @@ class DocumentStore:
         """
         old_key, new_key = os.path.abspath(old), os.path.abspath(new)
         keys = self._keys_under(old_key)
-        if not keys:
-            return []
-        revision = self._bump()
         moved = []
         for key in keys:
             doc = self._docs.pop(key)
@@ -352,17 +312,13 @@ class DocumentStore:
             if existing is not None and existing.source == "editor":
                 continue
             self._docs.pop(target, None)
-            self._docs[target] = replace(doc, uri=path_to_uri(target), path=Path(target), revision=revision)
+            self._docs[target] = replace(doc, uri=path_to_uri(target), path=Path(target))
             moved.append(self._docs[target])
         return moved
 
     def _keys_under(self, key: str) -> list[str]:
         """Keys of disk documents at ``key`` or, if it is a directory, below it."""
-        doc = self._docs.get(key)
-        if doc is not None:
-            return [key] if doc.source == "disk" else []
-        prefix = os.path.join(key, "")
-        return [k for k, d in self._docs.items() if d.source == "disk" and k.startswith(prefix)]
+        return keys_under((k for k, d in self._docs.items() if d.source == "disk"), key)
 
     def _editor_doc(self, uri: str) -> tuple[str, Document]:
         key = _uri_key(uri)
@@ -372,15 +328,6 @@ class DocumentStore:
         if doc.source != "editor":
             raise DocumentError(f"{uri} is not open in the editor")
         return key, doc
-
-    def _revision_for(self, key: str, text: str) -> int:
-        """Keep the revision when the text did not change (e.g. opening an unmodified file)."""
-        old = self._docs.get(key)
-        return old.revision if old is not None and old.text == text else self._bump()
-
-    def _bump(self) -> int:
-        self._revision += 1
-        return self._revision
 
 
 def _uri_key(uri: str) -> str:

@@ -10,15 +10,13 @@ from pathlib import Path
 import pytest
 from lsprotocol import types as lsp
 
-from coderag_daemon.workspace import documents
+from coderag_daemon.workspace import files as workspace_files
 from coderag_daemon.workspace.documents import (
     Document,
     DocumentError,
     DocumentStore,
     TextChange,
-    offset_at,
     path_to_uri,
-    position_at,
     uri_to_path,
 )
 
@@ -133,6 +131,14 @@ def test_edit_joining_and_splitting_crlf() -> None:
 # --- positions ---
 
 
+def offset_at(text: str, position: tuple[int, int]) -> int:
+    return Document("untitled:t", None, text, 1, "editor", "").offset_at(position)
+
+
+def position_at(text: str, offset: int) -> tuple[int, int]:
+    return Document("untitled:t", None, text, 1, "editor", "").position_at(offset)
+
+
 def test_emoji_counts_two_utf16_units() -> None:
     text = "a😀b\n😀😀x"
     assert offset_at(text, (0, 3)) == 2  # after the emoji
@@ -194,7 +200,6 @@ def test_failed_batch_is_atomic() -> None:
         with pytest.raises(DocumentError):
             store.change(URI, 2, batch)
         assert store.get(URI) is before
-    assert store.revision == before.revision
 
 
 def test_version_regression_is_rejected_equal_is_accepted() -> None:
@@ -222,23 +227,23 @@ def test_unknown_and_not_open_documents_are_errors(tmp_path: Path) -> None:
     assert isinstance(DocumentError("x"), ValueError)
 
 
-# --- store: lifecycle and revisions ---
+# --- store: lifecycle ---
 
 
-def test_open_change_save_close_revisions() -> None:
+def test_open_change_save_close() -> None:
     store = DocumentStore()
     opened = store.open(URI, "a", 1, "python")
     assert (opened.source, opened.language_id, opened.path) == ("editor", "python", Path("/tmp/project/a.py"))
     changed = store.change(URI, 2, [lsp_change((0, 1), (0, 1), "b")])
-    assert changed.revision > opened.revision and changed.version == 2
+    assert changed.text == "ab" and changed.version == 2
     assert opened.text == "a"  # snapshots are immutable
-    assert store.change(URI, 3, []).revision == changed.revision  # no content change, same revision
-    assert store.save(URI).revision == changed.revision
+    unchanged = store.change(URI, 3, [])
+    assert (unchanged.text, unchanged.version) == ("ab", 3)
+    assert store.save(URI) is unchanged
     saved = store.save(URI, "abc")
-    assert saved.text == "abc" and saved.revision > changed.revision
+    assert saved.text == "abc"
     assert store.close(URI) == saved
     assert store.get(URI) is None and len(store) == 0
-    assert store.revision > saved.revision
 
 
 def test_text_change_from_lsprotocol() -> None:
@@ -250,7 +255,7 @@ def test_text_change_from_lsprotocol() -> None:
 
 
 def test_document_can_be_built_directly() -> None:
-    doc = Document("untitled:1", None, "a\nb", 1, "editor", "", 0)
+    doc = Document("untitled:1", None, "a\nb", 1, "editor", "")
     assert doc.offset_at((1, 1)) == 3
 
 
@@ -297,7 +302,7 @@ def test_editor_buffer_is_authoritative_until_closed(tmp_path: Path) -> None:
     disk = store.load_from_disk(file)
     other = store.load_from_disk(_write(tmp_path / "b.py", "b"))
     opened = store.open(path_to_uri(file), "disk\n", 1)
-    assert opened.revision == disk.revision  # same text: nothing changed for the context
+    assert (opened.source, opened.text) == ("editor", disk.text)
     assert [d.path for d in store] == [file, other.path]  # replaced in place
     edited = store.change(opened.uri, 2, [TextChange("buffer\n")])
     file.write_text("changed on disk\n")
@@ -313,7 +318,7 @@ def test_reload_from_disk(tmp_path: Path) -> None:
     first = store.load_from_disk(file)
     file.write_text("two")
     second = store.load_from_disk(file)
-    assert second.text == "two" and second.revision > first.revision
+    assert second.text == "two"
     file.write_bytes(b"\xff\xfe")
     assert store.load_from_disk(file) is None
     assert store.get(first.uri) is None  # a stale copy is not kept
@@ -333,7 +338,7 @@ def test_a_file_is_never_read_past_max_bytes(tmp_path: Path, monkeypatch: pytest
             read.append(len(data))
             return data
 
-    monkeypatch.setattr(documents, "open", lambda path, mode: Spy(Path(path).read_bytes()), raising=False)
+    monkeypatch.setattr(workspace_files, "open", lambda path, mode: Spy(Path(path).read_bytes()), raising=False)
     assert store.load_from_disk(file, max_bytes=10) is None
     assert read == [11] and list(store) == []
 
@@ -343,9 +348,7 @@ def test_remove_file_and_directory(tmp_path: Path) -> None:
     files = [_write(tmp_path / name, name) for name in ("a.py", "pkg/b.py", "pkg/sub/c.py", "pkg2/d.py")]
     for f in files:
         store.load_from_disk(f)
-    revision = store.revision
     assert [d.path for d in store.remove(files[0])] == [files[0]]
-    assert store.revision > revision
     assert sorted(d.path for d in store.remove(tmp_path / "pkg")) == [files[1], files[2]]
     assert [d.path for d in store] == [files[3]]  # "pkg2" is not under "pkg"
     assert store.remove(tmp_path / "nothing") == []
@@ -357,7 +360,7 @@ def test_rename_file_and_directory(tmp_path: Path) -> None:
     b = store.load_from_disk(_write(tmp_path / "pkg/b.py", "B"))
     (moved_a,) = store.rename(tmp_path / "a.py", tmp_path / "z.py")
     assert (moved_a.text, moved_a.path, moved_a.uri) == ("A", tmp_path / "z.py", path_to_uri(tmp_path / "z.py"))
-    assert moved_a.revision > a.revision and store.get(a.uri) is None
+    assert store.get(a.uri) is None
     (moved_b,) = store.rename(tmp_path / "pkg", tmp_path / "lib")
     assert moved_b.path == tmp_path / "lib" / "b.py" and moved_b.text == b.text
     assert store.rename(tmp_path / "untracked.py", tmp_path / "z.py") == []

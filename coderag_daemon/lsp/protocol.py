@@ -1,14 +1,23 @@
-"""pygls's LSP protocol, made to answer malformed messages as JSON-RPC 2.0 asks.
+"""pygls's LSP protocol, made to answer malformed messages as JSON-RPC 2.0 asks, and to leave the
+documents to the daemon.
 
 pygls drops, with a line on stderr, a request whose params lsprotocol cannot read, a message that is
 not a JSON-RPC 2.0 request, notification or response, and a batch: the client waits for an answer
 forever. Here each gets an error reply (InvalidParams -32602, InvalidRequest -32600; id null when it
 cannot be read); a notification with bad params gets none and is logged instead.
+
+pygls applies every didOpen, didChange and didClose to a copy of the document in its own workspace
+before the daemon's handler runs: each keystroke edited the text twice (and left a finished future
+in pygls's table of requests), and an edit of a document never opened failed there (KeyError) before
+the daemon could refuse it. The daemon's DocumentStore is the only copy: those notifications go
+straight to the daemon's handlers.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import inspect
 import logging
 import re
 from typing import TYPE_CHECKING, Any
@@ -17,15 +26,25 @@ import attrs
 from cattrs import transform_error
 from cattrs.v import format_exception
 from lsprotocol import types
-from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams, JsonRpcInvalidRequest
-from pygls.protocol import LanguageServerProtocol, lsp_method
+from pygls.exceptions import JsonRpcException, JsonRpcInternalError, JsonRpcInvalidParams, JsonRpcInvalidRequest
+from pygls.protocol import LanguageServerProtocol
+
+from .framing import dumps
 
 if TYPE_CHECKING:
-    from collections.abc import Generator
-
+    from cattrs import Converter
+    from pygls.lsp.server import LanguageServer
     from pygls.protocol.json_rpc import MsgId
 
 log = logging.getLogger(__name__)
+_pygls_log = logging.getLogger("pygls.protocol.json_rpc")
+"""The lines pygls's own `_send_data` logs keep their logger."""
+
+_DOCUMENT_SYNC = (types.TEXT_DOCUMENT_DID_OPEN, types.TEXT_DOCUMENT_DID_CHANGE, types.TEXT_DOCUMENT_DID_CLOSE,
+                  types.NOTEBOOK_DOCUMENT_DID_OPEN, types.NOTEBOOK_DOCUMENT_DID_CHANGE,
+                  types.NOTEBOOK_DOCUMENT_DID_CLOSE)
+"""pygls's built-in handlers that keep documents in its workspace; without them, pygls calls the
+handler the daemon registered for the method (none for notebooks: their notifications are ignored)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +60,11 @@ class Rejected:
 
 class DaemonProtocol(LanguageServerProtocol):
     """The protocol class of the daemon's server (`protocol_cls`)."""
+
+    def __init__(self, server: LanguageServer, converter: Converter) -> None:
+        super().__init__(server, converter)
+        for method in _DOCUMENT_SYNC:
+            self.fm.builtin_features.pop(method, None)
 
     def structure_message(self, data: dict[str, Any]) -> Any:
         """The message as lsprotocol types, or Rejected. pygls calls this for every object in a
@@ -69,25 +93,40 @@ class DaemonProtocol(LanguageServerProtocol):
 
     def send_error(self, msg_id: MsgId | None, error: JsonRpcException) -> None:
         """An error response. pygls's own would leave out an id that is None; JSON-RPC wants it null."""
-        response = {"jsonrpc": self.VERSION, "id": msg_id, "error": self._converter.unstructure(error.to_response_error())}
+        response = {"jsonrpc": self.VERSION, "id": msg_id,
+                    "error": self._converter.unstructure(error.to_response_error())}
         self._send_data(response)
+
+    def _send_data(self, data: Any) -> None:
+        """pygls's, with the body written by framing.dumps (orjson) instead of json.dumps: every
+        response, status and chat delta goes through here, on the event loop."""
+        if not data:
+            return
+        if self.writer is None:
+            _pygls_log.error("Unable to send data, no available transport!")
+            return
+        try:
+            body = dumps(data, self._serialize_message)
+            if _pygls_log.isEnabledFor(logging.INFO):
+                _pygls_log.info("Sending data: %s", body.decode())
+            if self._include_headers:
+                body = (f"Content-Length: {len(body)}\r\n"
+                        f"Content-Type: {self.CONTENT_TYPE}; charset={self.CHARSET}\r\n\r\n").encode() + body
+            res = self.writer.write(body)
+            if inspect.isawaitable(res):
+                asyncio.ensure_future(res)
+        except BrokenPipeError:
+            _pygls_log.exception("Error sending data. BrokenPipeError", exc_info=True)
+            raise
+        except Exception as error:
+            _pygls_log.exception("Error sending data", exc_info=True)
+            self._server._report_server_error(error, JsonRpcInternalError)
 
     def _reject(self, rejected: Rejected) -> None:
         if rejected.reply:
             self.send_error(rejected.msg_id, rejected.error)
         if not rejected.reply or rejected.msg_id is None:  # nothing the client can pair with its message
             log.warning("ignored %s: %s", rejected.method or "a message", rejected.error.message)
-
-    @lsp_method(types.TEXT_DOCUMENT_DID_CHANGE)
-    def lsp_text_document__did_change(self, params: types.DidChangeTextDocumentParams) -> Generator[Any, Any, None]:
-        """pygls updates its own copy of the document before the daemon's handler runs; for a document
-        never opened that fails (KeyError) and the edit was dropped without a word. The daemon's
-        handler runs regardless, and refuses the edit in its log."""
-        try:
-            yield from super().lsp_text_document__did_change(params)
-        except KeyError:
-            if (handler := self.fm.features.get(types.TEXT_DOCUMENT_DID_CHANGE)) is not None:
-                yield handler, (params,), None
 
 
 def _envelope_problem(data: dict[str, Any]) -> str | None:

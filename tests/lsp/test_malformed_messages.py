@@ -18,7 +18,8 @@ from tests.lsp.test_stdio import DAEMON, _frame, _responses, read_framed
 
 
 def _initialize(root: Path) -> dict:
-    return {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"capabilities": {}, "rootUri": path_to_uri(root)}}
+    return {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+            "params": {"capabilities": {}, "rootUri": path_to_uri(root)}}
 
 
 def _completion(msg_id: int, position: Any) -> dict:
@@ -64,15 +65,35 @@ def test_a_message_that_is_not_json_rpc_2_is_answered(tmp_path: Path) -> None:
         {"jsonrpc": "2.0", "id": 19, "method": 5},
         [{**ask, "id": 20}],  # a batch: LSP has none
     ])
-    assert {msg_id: r["error"]["code"] for msg_id, r in responses.items()} == dict.fromkeys([16, 17, 18, 19, None], -32600)
+    codes = {msg_id: r["error"]["code"] for msg_id, r in responses.items()}
+    assert codes == dict.fromkeys([16, 17, 18, 19, None], -32600)
     assert "batch" in responses[None]["error"]["message"]  # one answer for the batch, with id null
+
+
+def test_json_that_orjson_refuses_or_reads_otherwise_goes_through_as_json_has_it(tmp_path: Path) -> None:
+    """NaN, a lone surrogate and an integer past 64 bits: read and answered as json.loads and
+    json.dumps read and write them."""
+    big = 2**64
+    text = "a\ud800b"
+    responses = _exchange(tmp_path, [
+        {"jsonrpc": "2.0", "id": big, "method": "coderag/documentText", "params": {"uri": "untitled:x"}},
+        {"jsonrpc": "2.0", "id": 21, "method": "coderag/documentText", "params": {"uri": float("nan")}},
+        {"jsonrpc": "2.0", "method": "textDocument/didOpen",
+         "params": {"textDocument": {"uri": "untitled:s", "languageId": "python", "version": 1, "text": text}}},
+        {"jsonrpc": "2.0", "id": 22, "method": "coderag/documentText", "params": {"uri": "untitled:s"}},
+    ])
+    assert sorted(responses, key=str) == sorted([big, 21, 22], key=str)
+    assert "unknown document" in responses[big]["error"]["message"]
+    assert "'uri' has the wrong type (float)" in responses[21]["error"]["message"]
+    assert responses[22]["result"]["text"] == text
 
 
 class _Client:
     """The daemon on pipes, answered message by message."""
 
     def __init__(self) -> None:
-        self.process = subprocess.Popen(DAEMON, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(DAEMON, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=subprocess.DEVNULL)
         self.received: queue.Queue[dict] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -122,7 +143,8 @@ def _logged(text: str) -> Callable[[dict], bool]:
 
 def _change(version: Any) -> dict:
     return {"jsonrpc": "2.0", "method": "textDocument/didChange",
-            "params": {"textDocument": {"uri": "untitled:never-opened", "version": version}, "contentChanges": [{"text": "x"}]}}
+            "params": {"textDocument": {"uri": "untitled:never-opened", "version": version},
+                       "contentChanges": [{"text": "x"}]}}
 
 
 def test_an_edit_of_a_document_never_opened_is_refused_in_the_log(client: _Client) -> None:

@@ -4,6 +4,7 @@ message ends the daemon cleanly."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import socket
@@ -15,8 +16,8 @@ from typing import BinaryIO
 
 import pytest
 
-from coderag_daemon.workspace.documents import path_to_uri
 from coderag_daemon.lsp.stdio import _pollable_alone
+from coderag_daemon.workspace.documents import path_to_uri
 
 DAEMON = [sys.executable, "-m", "coderag_daemon", "--model", "/nonexistent/model.gguf", "--log-level", "INFO"]
 
@@ -72,7 +73,8 @@ def test_garbage_before_a_message_costs_only_that_line(tmp_path: Path) -> None:
     assert b"skipped 200016 bytes from the client that were not an LSP message" in done.stderr
 
 
-_ASK = json.dumps({"jsonrpc": "2.0", "id": 9, "method": "coderag/documentText", "params": {"uri": "untitled:x" * 20}}).encode()
+_ASK = json.dumps({"jsonrpc": "2.0", "id": 9, "method": "coderag/documentText",
+                   "params": {"uri": "untitled:x" * 20}}).encode()
 _LONG = json.dumps({"jsonrpc": "2.0", "method": "coderag/nothing", "params": {"text": "y" * 100_000}}).encode()
 
 
@@ -83,7 +85,8 @@ _LONG = json.dumps({"jsonrpc": "2.0", "method": "coderag/nothing", "params": {"t
     (b"Content-Length: abc\r\n\r\n%s" % _ASK, [1, 2, 3], b"were not an LSP message"),
     (b"Content-Length: 10\r\n\r\n%s" % _LONG, [None, 1, 2, 3], b"were not an LSP message"),  # the rest: one long line
 ], ids=["too short", "too long", "much too long", "not a number", "too short for a long body"])
-def test_a_wrong_content_length_costs_only_its_message(tmp_path: Path, bad: bytes, answered: list, logged: bytes) -> None:
+def test_a_wrong_content_length_costs_only_its_message(tmp_path: Path, bad: bytes, answered: list,
+                                                       logged: bytes) -> None:
     session = _session(tmp_path)
     at = session.index(b"Content-Length", session.index(b'"initialized"'))  # the bad message goes before documentText
     done = subprocess.run(DAEMON, input=session[:at] + bad + session[at:], capture_output=True, timeout=60)
@@ -93,6 +96,21 @@ def test_a_wrong_content_length_costs_only_its_message(tmp_path: Path, bad: byte
     if None in responses:  # a body that is not JSON: JSON-RPC's parse error, with no id to give
         assert responses[None]["error"]["code"] == -32700
     assert logged in done.stderr
+
+
+def test_a_reply_past_ascii_is_framed_by_its_utf8_bytes(tmp_path: Path) -> None:
+    text = "caf\u00e9 \U0001f600\u2028"
+    session = _session(tmp_path)
+    at = session.index(b"Content-Length", session.index(b'"initialized"'))
+    did_open = {"jsonrpc": "2.0", "method": "textDocument/didOpen",
+                "params": {"textDocument": {"uri": "untitled:u", "languageId": "text", "version": 1, "text": text}}}
+    ask = {"jsonrpc": "2.0", "id": 8, "method": "coderag/documentText", "params": {"uri": "untitled:u"}}
+    done = subprocess.run(DAEMON, input=session[:at] + _frame(did_open) + _frame(ask) + session[at:],
+                          capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    assert text.encode() in done.stdout  # UTF-8 as it is, not \\u escapes
+    replies = {m["id"]: m for m in read_framed(io.BytesIO(done.stdout)) if "id" in m}  # each read by its length
+    assert sorted(replies) == [1, 2, 3, 8] and replies[8]["result"]["text"] == text
 
 
 def test_nothing_is_written_after_exit(tmp_path: Path) -> None:

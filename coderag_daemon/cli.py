@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 from collections.abc import Callable
@@ -85,11 +86,16 @@ def _flag_type(setting: Setting) -> Callable[[str], Any]:
     return parse
 
 
-def _bench_command(args: argparse.Namespace) -> int:
-    from .bench import attention_bench, daemon_bench, engine_bench, index_bench
-
-    benches = {"engine": engine_bench, "daemon": daemon_bench, "index": index_bench, "attention": attention_bench}
-    return benches[args.bench].run(args)
+_BENCHES = (
+    ("engine", "engine_bench", "cache engine vs llama-cpp-python prefix reuse vs full reprocess"),
+    ("daemon", "daemon_bench", "an editing session over LSP: latency and tokens reprocessed"),
+    ("attention", "attention_bench",
+     "one completion's tail prefill and per-token decode by context length, flash attention off and on"),
+    ("index", "index_bench", "workspace index: build, update and retrieval time, memory, top-5 accuracy"),
+    ("compare", "compare_bench", "side by side with llama-server and llama-cpp-python on real edit sessions"),
+    ("jsonrpc", "jsonrpc_bench", "reading and writing JSON-RPC messages with json and with orjson"),
+)
+"""(subcommand, module in coderag_daemon.bench, help); each module has add_arguments(parser) and run(args)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -122,30 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="benchmarks (print figures; not tests)")
     bench_sub = bench.add_subparsers(dest="bench", required=True)
-    from .bench import engine_bench
-
-    engine_bench.add_arguments(bench_sub.add_parser(
-        "engine", help="cache engine vs llama-cpp-python prefix reuse vs full reprocess"))
-    from .bench import daemon_bench
-
-    daemon_bench.add_arguments(bench_sub.add_parser(
-        "daemon", help="an editing session over LSP: latency and tokens reprocessed"))
-    from .bench import attention_bench
-
-    attention_bench.add_arguments(bench_sub.add_parser(
-        "attention",
-        help="one completion's tail prefill and per-token decode by context length, flash attention off and on"))
-    from .bench import index_bench
-
-    index_bench.add_arguments(bench_sub.add_parser(
-        "index", help="workspace index: build, update and retrieval time, memory, top-5 accuracy"))
-    from .bench import compare_bench
-
-    compare = bench_sub.add_parser("compare",
-                                   help="side by side with llama-server and llama-cpp-python on real edit sessions")
-    compare_bench.add_arguments(compare)
-    compare.set_defaults(func=compare_bench.run)
-    bench.set_defaults(func=_bench_command)
+    for name, module_name, help in _BENCHES:
+        module = importlib.import_module(f".bench.{module_name}", __package__)
+        module.add_arguments(command := bench_sub.add_parser(name, help=help))
+        command.set_defaults(func=module.run)
 
     from .bench import editor_session
 

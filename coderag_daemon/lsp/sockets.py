@@ -107,8 +107,12 @@ class Listener:
     """What a client must show in its `initialize` (TCP); None where the file system keeps others out."""
     files: list[_Made] = dataclasses.field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        # From before the first file is made: a SIGTERM then ends the process through __exit__,
+        # which removes the files.
+        signal.signal(signal.SIGTERM, _exit)
+
     def __enter__(self) -> Listener:
-        signal.signal(signal.SIGTERM, _exit)  # the `with` block's exit removes the files
         return self
 
     def __exit__(self, *exc_info: object) -> None:

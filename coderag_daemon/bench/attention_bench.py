@@ -87,9 +87,10 @@ def run(args: argparse.Namespace) -> int:
             for flash, cache in caches.items():  # alternate, so a slow spell of the machine hits both
                 tail_ms, per_token_ms, outputs[flash] = _completion(cache, context, tail, args.generate)
                 figures[flash].append((tail_ms, per_token_ms))
-        tail_ms = {f: statistics.median(t for t, _ in figures[f]) for f in caches}
+        tail_median = {f: statistics.median(t for t, _ in figures[f]) for f in caches}
         token_ms = {f: statistics.median(g for _, g in figures[f]) for f in caches}
-        print(f"| {length} | {tail_ms[False]:.0f} / {tail_ms[True]:.0f} ms ({tail_ms[True] / tail_ms[False]:.2f}x) "
+        print(f"| {length} | {tail_median[False]:.0f} / {tail_median[True]:.0f} ms "
+              f"({tail_median[True] / tail_median[False]:.2f}x) "
               f"| {token_ms[False]:.1f} / {token_ms[True]:.1f} ({token_ms[True] / token_ms[False]:.2f}x) "
               f"| {'yes' if outputs[False] == outputs[True] else 'no'} |", flush=True)
     rate = {f: grown[f][0] / grown[f][1] * 1000 for f in caches}

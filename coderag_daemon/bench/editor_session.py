@@ -85,7 +85,9 @@ class Session:
             context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Invoked)))
         seconds = time.perf_counter() - t0
         figures = await self._request_after(seq)
-        return (result.items[0].insert_text if result and result.items else ""), seconds, figures
+        items = result.items if isinstance(result, types.InlineCompletionList) else result or []
+        text = items[0].insert_text if items else ""
+        return text if isinstance(text, str) else text.value, seconds, figures
 
     def _seq(self) -> int:
         return max((s["lastRequest"]["seq"] for s in self.status if "lastRequest" in s), default=0)

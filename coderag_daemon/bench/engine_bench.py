@@ -16,14 +16,18 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import numpy as np
 
 from .. import default_model
 from ..engine import ContextCache, EngineOptions, GenerationOptions, Model, generate
 from ..engine.cache import common_prefix
+from ..engine.options import SwaMode
 from . import quiet
+
+T = TypeVar("T")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -119,7 +123,7 @@ def _flat(segments: list[list[int]]) -> list[int]:
     return [t for s in segments for t in s]
 
 
-def _timed(fn: Callable[[], object]) -> tuple[object, float]:
+def _timed(fn: Callable[[], T]) -> tuple[T, float]:
     t0 = time.perf_counter()
     out = fn()
     return out, time.perf_counter() - t0
@@ -135,7 +139,7 @@ class _LlamaCppPython:
         self.evaluated = 0
         original = self.llm.eval
 
-        def counting_eval(tokens: list[int]) -> None:
+        def counting_eval(tokens: Sequence[int]) -> None:
             self.evaluated += len(tokens)
             original(tokens)
 
@@ -158,7 +162,7 @@ def bench_model(path: Path, label: str, args: argparse.Namespace, log: Callable[
     opts = EngineOptions(n_ctx=n_ctx, checkpoint_interval=args.interval, n_threads=args.threads, swa_mode=args.swa_mode)
     ours = ContextCache(model, opts)
     # The same engine without checkpoints: the full-reprocess side and the overhead baseline.
-    swa_mode = "full" if ours.strategy == "swa-full" else "checkpoints"
+    swa_mode: SwaMode = "full" if ours.strategy == "swa-full" else "checkpoints"
     plain = ContextCache(model, EngineOptions(n_ctx=n_ctx, checkpoint_interval=args.interval, n_threads=args.threads,
                                               checkpoint_budget_bytes=0, swa_mode=swa_mode))
     log(f"{label}: {model.kind} model, strategy {ours.strategy}, {len(_flat(segments))} tokens in {len(segments)} files")
@@ -180,7 +184,8 @@ def bench_model(path: Path, label: str, args: argparse.Namespace, log: Callable[
     for where in ("mid", "end"):
         target = edited(model, previous, where)
         stats, seconds = _timed(lambda: ours.update(target))
-        full_stats, full_seconds = _timed(lambda: (plain.clear(), plain.update(target))[1])
+        plain.clear()
+        full_stats, full_seconds = _timed(lambda: plain.update(target))
         edit = EditResult(where, stats.n_tokens, common_prefix(_flat(previous), _flat(target)),
                           Side(stats.tokens_reprocessed, seconds), stats.restore_kind, stats.restored_from,
                           other.run(_flat(target)) if other is not None else None,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 
 
@@ -23,7 +24,7 @@ def main(model: str, n_ctx: int, threads: int) -> None:
     calls: list[int] = []
     original = llm.eval
 
-    def counting_eval(tokens: list[int]) -> None:
+    def counting_eval(tokens: Sequence[int]) -> None:
         calls.append(len(tokens))
         original(tokens)
 
@@ -33,7 +34,7 @@ def main(model: str, n_ctx: int, threads: int) -> None:
         calls.clear()
         t0 = time.perf_counter()
         if "messages" in request:
-            out = llm.create_chat_completion(request["messages"], max_tokens=request["max_tokens"], temperature=0.0)
+            out: Any = llm.create_chat_completion(request["messages"], max_tokens=request["max_tokens"], temperature=0.0)
             text, generated = out["choices"][0]["message"]["content"] or "", out["usage"]["completion_tokens"]
         else:
             stop = set(request["stop"])

@@ -141,7 +141,8 @@ class DaemonSide:
         result.background_tokens = sum(u["tokensReprocessed"] for u in background)
         result.background_seconds = sum(u["prefillMs"] for u in background) / 1000
         result.checkpoint_bytes = max((st.get("checkpointBytes", 0) for st in s.status), default=0)
-        result.peak_rss = peak_rss(s.client._server.pid)  # the daemon process pygls started
+        assert s.client._server is not None  # the daemon process pygls started
+        result.peak_rss = peak_rss(s.client._server.pid)
         await s.client.shutdown_async(None)
         s.client.exit(None)
         await s.client.stop()

@@ -90,7 +90,7 @@ class Bm25Index:
         self._free: list[int] = []
         self._next_id = 0
         self._total_length = 0.0
-        self._sealed = _Segment(*_EMPTY, 0)
+        self._sealed = _Segment(_EMPTY[0], _EMPTY[1], _EMPTY[2], 0)
         self._recent = _Buffer()
         self._recent_segment: _Segment | None = None
 

@@ -87,7 +87,7 @@ def save(cache_dir: Path, root: Path, fingerprint: str, vocabulary: list[str], f
     fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=target.name, suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+            np.savez(f, **arrays)  # type: ignore[arg-type]  # numpy's stub takes the first keyword for allow_pickle
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)

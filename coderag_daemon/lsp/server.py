@@ -40,6 +40,8 @@ class CoderagServer(LanguageServer):
     """The daemon's state; event-loop state is touched only on the event loop (`call_soon` hands
     calls from the worker, watcher and index threads over)."""
 
+    protocol: DaemonProtocol
+
     def __init__(self, options: Options) -> None:
         super().__init__("coderag-daemon", __version__, text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
                          protocol_cls=DaemonProtocol, converter_factory=plain_json_converter)
@@ -123,6 +125,7 @@ class CoderagServer(LanguageServer):
         last edit or completion, or, before there is one, the files alone. On the event loop."""
         cursor = self.project.cursor
         doc = self.project.documents.get(cursor.uri) if cursor is not None else None
+        target: Callable[[], list[list[int]]]
         if cursor is not None and doc is not None:
             window = self.completions.window_at(cursor.uri, doc, cursor.offset)
             target = functools.partial(jobs.completion_target, self.project, doc, window)

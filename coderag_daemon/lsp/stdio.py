@@ -77,11 +77,11 @@ class MessageStream(asyncio.StreamReader):
 async def _read_messages(server: CoderagServer) -> None:
     stdin = sys.stdin.buffer
     if _pollable_alone(stdin.fileno(), sys.stdout.buffer.fileno()):
-        stream: MessageStream | StdinAsyncReader = MessageStream()
-        await asyncio.get_running_loop().connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stream), stdin)
+        pipe = MessageStream()
+        await asyncio.get_running_loop().connect_read_pipe(lambda: asyncio.StreamReaderProtocol(pipe), stdin)
+        await serve_messages(server, MessageReader(pipe))
     else:
-        stream = StdinAsyncReader(stdin, server.thread_pool)
-    await serve_messages(server, MessageReader(stream))
+        await serve_messages(server, MessageReader(StdinAsyncReader(stdin, server.thread_pool)))
 
 
 async def serve_messages(server: CoderagServer, messages: MessageReader) -> None:

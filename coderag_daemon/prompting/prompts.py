@@ -300,8 +300,8 @@ class PromptLayout:
         sp = self._special
         ids = {sp.eos, sp.fim_prefix, sp.fim_suffix, sp.fim_middle, sp.fim_pad, sp.fim_repo, sp.fim_sep,
                self.file_sep, self.repo_name}
-        ids.update(self.tokenizer.token_id(t) for t in _STOP_TEXTS)
-        return frozenset(i for i in ids if i is not None and i >= 0)
+        found = {self.tokenizer.token_id(t) for t in _STOP_TEXTS}
+        return frozenset(i for i in ids | found if i is not None and i >= 0)
 
 
 class Vocabulary:

@@ -130,7 +130,7 @@ class Status:
 
     def as_dict(self) -> dict[str, Any]:
         """The `coderag/status` payload (camelCase, as the protocol document says)."""
-        out = {"state": self.state, "model": self.model, "error": self.error, "tokensCached": self.tokens_cached,
+        out: dict[str, Any] = {"state": self.state, "model": self.model, "error": self.error, "tokensCached": self.tokens_cached,
                "nCtx": self.n_ctx, "checkpoints": self.checkpoints, "checkpointBytes": self.checkpoint_bytes,
                "strategy": self.strategy}
         if self.last_update is not None:

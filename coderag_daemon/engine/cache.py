@@ -38,6 +38,7 @@ from typing import Callable, Literal, Sequence
 import llama_cpp
 import numpy as np
 
+from . import snapshot
 from .checkpoints import Checkpoint, CheckpointStore, checkpoint_positions
 from .model import Model
 from .options import MIB, EngineOptions
@@ -46,7 +47,7 @@ from .shape import attention_shape
 log = logging.getLogger("coderag_daemon.engine")
 
 Strategy = Literal["truncate", "swa-full", "swa-checkpoints", "state-checkpoints"]
-RestoreKind = Literal["none", "truncate", "checkpoint", "shared", "reset"]
+RestoreKind = Literal["none", "truncate", "checkpoint", "shared", "reset", "disk"]
 _PARTIAL = llama_cpp.LLAMA_STATE_SEQ_FLAGS_PARTIAL_ONLY
 _KV_TYPES = {"f16": llama_cpp.GGML_TYPE_F16, "f32": llama_cpp.GGML_TYPE_F32}
 
@@ -57,6 +58,11 @@ class EngineError(RuntimeError):
 
 class ContextOverflowError(EngineError):
     """The target context does not fit in n_ctx; the caller must trim it."""
+
+
+class SnapshotError(EngineError):
+    """A saved cache cannot be loaded: damaged, saved with another model, build or settings, or refused
+    by llama.cpp. The cache is then empty; decoding the context again is the way on."""
 
 
 @dataclass
@@ -91,10 +97,14 @@ class _Sequence:
     target_logits: tuple[int, np.ndarray] | None = None
     """(n, logits after the first n tokens) of the last completed update: generation appends tokens
     after them, and the next update back to that context needs its last logits again."""
+    loaded: bool = False
+    """Holds tokens from `load_state` and was not updated since: the next update that keeps some of
+    them says so (restore kind "disk")."""
 
     def forget(self) -> None:
         self.tokens.clear()
         self.logits = self.target_logits = None
+        self.loaded = False
 
 
 def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
@@ -261,6 +271,15 @@ class ContextCache:
             raise ContextOverflowError(f"the context needs {len(target)} tokens but n_ctx is {self.n_ctx}; trim it or raise n_ctx")
         self._seq = self._sequence(seq)
         boundaries = list(itertools.accumulate(len(s) for s in segments))
+        s = self._seq
+        from_disk, s.loaded = s.loaded, False
+        stats = self._update(target, boundaries, interrupt, progress)
+        if from_disk and stats.restored_from > 0:
+            stats.restore_kind = "disk"
+        return stats
+
+    def _update(self, target: list[int], boundaries: list[int], interrupt: Callable[[], bool] | None,
+                progress: Callable[[int, int], None] | None) -> UpdateStats:
         s = self._seq
         p = common_prefix(s.tokens, target)
         n = len(target)
@@ -515,6 +534,75 @@ class ContextCache:
         self._shared = 0
         self.checkpoints.clear()
 
+    # --- saving and loading (snapshot.py) --------------------------------------------------------
+
+    def save_state(self) -> bytes:
+        """The whole cache as one self-contained payload: llama.cpp's state of the context, every
+        sequence's tokens and logits, the shared prefix, the current sequence and the checkpoints.
+        Memory copies only; on the thread that owns the cache, like every call."""
+        size = llama_cpp.llama_state_get_size(self.ctx)
+        data = np.empty(size, np.uint8)
+        if llama_cpp.llama_state_get_data(self.ctx, _pointer(data), size) != size:
+            raise EngineError("llama.cpp could not copy the context's state")
+        sequences = [snapshot.SequenceState(np.array(s.tokens, np.int32), s.logits, s.target_logits)
+                     for s in self._seqs]
+        return snapshot.encode(snapshot.CacheState(
+            snapshot.snapshot_key(self), self.model.n_vocab, sequences, self._seq.id, self._shared,
+            [(c.pos, memoryview(c.data)) for c in self.checkpoints], data))
+
+    def load_state(self, payload: bytes) -> int:
+        """Replace the cache with one `save_state` wrote (by this process or an earlier one) and return
+        the tokens it now holds (`cells_used`). The next update keeps what it shares with the target,
+        as after any update. Raises SnapshotError when the payload is damaged, was saved with another
+        model, build or settings (`snapshot.snapshot_key`), or llama.cpp refuses it; the cache is then
+        empty, never half-loaded."""
+        self.clear()
+        try:
+            self._load(snapshot.decode(payload, snapshot.snapshot_key(self)))
+        except ValueError as exc:
+            self.clear()
+            raise SnapshotError(f"the saved cache cannot be loaded: {exc}") from exc
+        log.info("cache: loaded %d tokens in %d sequence(s), %d checkpoint(s)", self.cells_used,
+                 sum(1 for s in self._seqs if s.tokens), len(self.checkpoints))
+        return self.cells_used
+
+    def _load(self, state: snapshot.CacheState) -> None:
+        """Check that the saved counts add up, then hand llama.cpp its state; ValueError otherwise."""
+        saved = state.sequences
+        if state.n_vocab != self.model.n_vocab or len(saved) != self.n_seq or not 0 <= state.current < self.n_seq:
+            raise ValueError(f"{len(saved)} sequence(s) of {state.n_vocab} logits, current {state.current}")
+        tokens = [s.tokens.tolist() for s in saved]
+        lengths = [len(t) for t in tokens]
+        shared_prefix = common_prefix(tokens[0], tokens[-1]) if self.n_seq == 2 else 0
+        if not 0 <= state.shared <= shared_prefix or sum(lengths) - state.shared > self.n_ctx:
+            raise ValueError(f"sequences of {lengths} tokens sharing {state.shared} do not fit {self.n_ctx} cells")
+        positions = [pos for pos, _ in state.checkpoints]
+        if positions != sorted(set(positions)) or any(not 0 < pos <= lengths[0] for pos in positions):
+            raise ValueError(f"checkpoints at {positions} for {lengths[0]} tokens")
+        if any(s.target_logits is not None and s.target_logits[0] > len(s.tokens) for s in saved):
+            raise ValueError("logits kept for more tokens than a sequence holds")
+        data = state.llama_state
+        if llama_cpp.llama_state_set_data(self.ctx, _pointer(data), data.nbytes) != data.nbytes:
+            raise ValueError("llama.cpp refused the context's state")
+        for s, loaded, n in zip(self._seqs, saved, lengths, strict=True):
+            held = [llama_cpp.llama_memory_seq_pos_max(self.memory, i) + 1 for i in self._ids(s)]
+            if held != [n] * len(held):
+                raise ValueError(f"llama.cpp holds {held} positions of sequence {s.id}, the cache {n}")
+            s.tokens[:] = tokens[s.id]
+            s.logits = None if loaded.logits is None else loaded.logits.copy()
+            if loaded.target_logits is not None:
+                s.target_logits = (loaded.target_logits[0], loaded.target_logits[1].copy())
+            s.loaded = bool(s.tokens)
+        for pos, image in state.checkpoints:
+            self.checkpoints.add(Checkpoint(pos, bytearray(image)), lengths[0])
+        self._seq = self._seqs[state.current]
+        self._shared = state.shared
+
 
 def _ms(t0: float) -> float:
     return (time.perf_counter() - t0) * 1000.0
+
+
+def _pointer(data: np.ndarray) -> ctypes._Pointer[ctypes.c_uint8]:
+    """A uint8 array's memory for llama.cpp, without a copy (read-only arrays too)."""
+    return data.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8))

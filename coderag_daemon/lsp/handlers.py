@@ -86,10 +86,12 @@ def did_save(ls: CoderagServer, p: types.DidSaveTextDocumentParams) -> None:
 def did_close(ls: CoderagServer, p: types.DidCloseTextDocumentParams) -> None:
     uri = p.text_document.uri
     try:
-        ls.project.closed(uri)
+        changed = ls.project.closed(uri)
     except DocumentError as exc:
         log.warning("close of %s ignored: %s", uri, exc)
         return
+    if changed:  # the buffer's changes were not saved, or the file changed on disk meanwhile
+        ls.schedule_preload()
     ls.completions.closed(uri)
     if (path := uri_to_path(uri)) is not None:
         ls.index.update_path(path)  # the file on disk is what counts again

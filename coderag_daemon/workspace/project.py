@@ -114,13 +114,15 @@ class Project:
         with self.lock:
             self._sync(self.documents.save(uri, text))
 
-    def closed(self, uri: str) -> None:
+    def closed(self, uri: str) -> bool:
         """A closed file stays in the context (it was recently used, and removing it would shift
-        every file after it), now read from disk, if the rules still admit the file there."""
+        every file after it), now read from disk, if the rules still admit the file there. Returns
+        whether the context changed (the file on disk is not what the buffer held)."""
         with self.lock:
             doc = self.documents.close(uri)
             if doc.path is not None and self._key(doc) in self.files:
-                self._reload(doc.path, None)
+                return self._reload(doc.path, doc.text)
+            return False
 
     # --- disk events (watcher thread or event loop) -----------------------------------------------
 

@@ -1,4 +1,5 @@
-"""Command line: `coderag-daemon` (the LSP server), `coderag-daemon model …`, `coderag-daemon bench …`."""
+"""Command line: `coderag-daemon` (the LSP server), `coderag-daemon model …`, `coderag-daemon cache …`,
+`coderag-daemon bench …`."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 from . import default_model
 from .lsp import sockets as tcp
 from .options import Options
+from .persistence import cache_command
 from .settings import SETTINGS, Setting, default_of
 
 
@@ -51,6 +53,9 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
         if s.kind == "globs":  # one pattern per flag
             parser.add_argument(s.cli_flag, dest=s.name, action="append", default=default_of(s.name), metavar="GLOB",
                                 type=_flag_type(s), help=s.help)
+        elif s.kind == "bool":
+            parser.add_argument(s.cli_flag, dest=s.name, action=argparse.BooleanOptionalAction, default=s.default,
+                                help=f"{s.help} (default: %(default)s)")
         elif s.kind == "path":
             parser.add_argument(s.cli_flag, dest=s.name, default=s.default, metavar="PATH", help=s.help)
         else:
@@ -125,6 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("name", nargs="?", default=default_model.DEFAULT_MODEL.name,
                        choices=sorted(default_model.PACKAGED_MODELS))
     model.set_defaults(func=_model_command)
+
+    cache = sub.add_parser("cache", help="list or clear the saved cache states that make restarts warm")
+    cache_command.add_arguments(cache)
+    cache.set_defaults(func=cache_command.run)
 
     bench = sub.add_parser("bench", help="benchmarks (print figures; not tests)")
     bench_sub = bench.add_subparsers(dest="bench", required=True)

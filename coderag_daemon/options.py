@@ -41,6 +41,9 @@ class Options:
     retrieval_tokens: int = _setting("retrieval_tokens")
     ignore_globs: list[str] = _setting("ignore_globs")
     max_file_kib: int = _setting("max_file_kib")
+    persist_cache: bool = _setting("persist_cache")
+    persist_interval_ms: int = _setting("persist_interval_ms")
+    persist_budget_mib: int = _setting("persist_budget_mib")
 
     def engine_options(self) -> EngineOptions:
         return EngineOptions(n_ctx=self.n_ctx, n_threads=self.threads, checkpoint_interval=self.checkpoint_interval,
@@ -50,7 +53,7 @@ class Options:
         return PromptOptions.for_context(self.n_ctx, self.retrieval_tokens)
 
 
-_ANNOTATIONS = {"int": "int", "path": "str | None", "globs": "list[str]"}
+_ANNOTATIONS = {"int": "int", "bool": "bool", "path": "str | None", "globs": "list[str]"}
 if [(f.name, f.type) for f in fields(Options)] != [(s.name, _ANNOTATIONS[s.kind]) for s in SETTINGS]:
     raise TypeError("Options must have one field per entry of settings.SETTINGS, in its order and of its kind")
 

@@ -20,9 +20,9 @@ from typing import Any, Literal
 
 from pathspec import GitIgnoreSpec
 
-Kind = Literal["int", "path", "globs"]
-"""The three kinds of value: a bounded whole number, a file path (null: the default model), and a
-list of gitignore-style patterns."""
+Kind = Literal["int", "bool", "path", "globs"]
+"""The kinds of value: a bounded whole number, true or false, a file path (null: the default model),
+and a list of gitignore-style patterns."""
 
 
 class Reload(enum.Enum):
@@ -84,6 +84,8 @@ class Setting:
             except (ValueError, re.error) as exc:  # pathspec's pattern errors are ValueErrors
                 return f"not a valid gitignore pattern: {exc}"
             return None
+        if self.kind == "bool":
+            return None if isinstance(value, bool) else f"must be true or false, got {value!r}"
         if not isinstance(value, int) or isinstance(value, bool):
             return f"must be a whole number, got {value!r}"
         assert self.bounds is not None
@@ -125,6 +127,13 @@ SETTINGS: tuple[Setting, ...] = (
             reloads=_ADMISSION, flag="--ignore"),
     Setting("max_file_kib", "int", 512, "Files larger than this many KiB are skipped.", (1, 65536), _ADMISSION,
             editor_name="maxFileKiB"),
+    Setting("persist_cache", "bool", True, "Save the cache (its tokens, KV state and checkpoints) and the file order "
+            "to disk, under the user cache directory (0600: it encodes the source code), so that the next start on "
+            "this workspace is warm; false writes and reads nothing."),
+    Setting("persist_interval_ms", "int", 60000, "Least time between two saves of the cache while the daemon runs "
+            "(after a preload has settled; once more at shutdown).", (1000, 86400000)),
+    Setting("persist_budget_mib", "int", 2048, "Disk space for saved caches of all workspaces together, in MiB; "
+            "beyond it the least recently used workspace's go first.", (64, 1048576), editor_name="persistBudgetMiB"),
 )
 """In the order of the flags, the protocol's table and the editors' settings. A list default is a
 tuple here (immutable); `default_of` gives a fresh list."""

@@ -19,10 +19,13 @@ from pygls.lsp.server import LanguageServer
 from .. import __version__, default_model
 from ..index import WorkspaceIndex
 from ..index.store import default_cache_dir
+from ..engine.options import MIB
 from ..options import Options, Reload, merge, reloads
+from ..persistence.state_store import StateStore
 from ..prompting.prompts import detect_layout
 from ..worker import jobs
 from ..worker.model_worker import ModelUnavailable, ModelWorker, Status
+from ..worker.warm_cache import WarmCache
 from ..workspace.admission import is_gitignore
 from ..workspace.documents import Document
 from ..workspace.project import Project
@@ -36,6 +39,9 @@ from .protocol import DaemonProtocol
 
 log = logging.getLogger(__name__)
 
+SAVE_TIMEOUT = 20.0
+"""Seconds a shutdown waits for the cache to reach the disk (a few hundred MB at most)."""
+
 class CoderagServer(LanguageServer):
     """The daemon's state; event-loop state is touched only on the event loop (`call_soon` hands
     calls from the worker, watcher and index threads over)."""
@@ -47,7 +53,13 @@ class CoderagServer(LanguageServer):
                          protocol_cls=DaemonProtocol, converter_factory=plain_json_converter)
         self.options = options
         self.project = Project(options)
-        self.worker = ModelWorker(on_status=self._status_changed, on_loaded=self._model_loaded)
+        self.warm = WarmCache(StateStore(budget_bytes=options.persist_budget_mib * MIB), enabled=options.persist_cache,
+                              interval_s=options.persist_interval_ms / 1000,
+                              on_restored=lambda restored: self.worker.report(restored=restored.as_json()),
+                              on_saved=lambda figures: self.worker.report(saved=figures),
+                              progress=lambda: WorkProgress(self, "coderag: loading the saved cache"))
+        self.worker = ModelWorker(on_status=self._status_changed, on_loaded=self._model_loaded,
+                                  before_job=lambda session: self.warm.restore_if_due(session, self.project))
         self.watcher: DiskWatcher | None = None
         self.index = WorkspaceIndex(self.project.admission, default_cache_dir())
         self._index_build: Future[Any] | None = None
@@ -72,6 +84,7 @@ class CoderagServer(LanguageServer):
         """On the worker thread, once a model is in: lay the context out for its vocabulary, and
         warm the cache with the files already open."""
         self.project.set_layout(detect_layout(model, self.options.prompt_options()))
+        self.warm.model_loaded(model.path)
         self.call_soon(self.schedule_preload)
 
     # --- talking to the client from any thread --------------------------------------------------
@@ -134,8 +147,8 @@ class CoderagServer(LanguageServer):
         else:
             return
         progress = WorkProgress(self, "coderag: preloading", resumes=True)
-        self.worker.schedule_preload(functools.partial(jobs.preload, project=self.project, target=target, done=progress.finish),
-                                     self.options.preload_delay_ms / 1000, progress=progress)
+        job = functools.partial(jobs.preload, project=self.project, target=target, done=progress.finish, warm=self.warm)
+        self.worker.schedule_preload(job, self.options.preload_delay_ms / 1000, progress=progress)
 
     # --- configuration ------------------------------------------------------------------------------
 
@@ -144,6 +157,7 @@ class CoderagServer(LanguageServer):
         for error in errors:
             self.show(error, types.MessageType.Warning)
         old, self.options = self.options, new
+        self.warm.configure(new.persist_cache, new.persist_interval_ms, new.persist_budget_mib)
         todo = reloads(old, new)
         if Reload.PROJECT in todo:
             self.project.reconfigure(new)
@@ -159,8 +173,9 @@ class CoderagServer(LanguageServer):
     def initialize(self, roots: list[Path], settings: Any) -> None:
         """The session's first message: its workspace folders and settings, on the event loop."""
         self.loop = asyncio.get_running_loop()
-        self.project.set_roots([r for r in roots if r.is_dir()])
+        self._set_roots([r for r in roots if r.is_dir()])
         self.configure(settings, initial=True)
+        self.project.prefer_order(self.warm.saved_order())  # before the editor opens the files again
 
     async def initialized(self) -> None:
         """The client is ready: watch, index and load the model at once; the model's loading never
@@ -175,9 +190,13 @@ class CoderagServer(LanguageServer):
     def change_roots(self, added: list[Path], removed: list[Path]) -> None:
         """Workspace folders added or removed: the context, the watcher and the index follow them."""
         roots = (set(self.project.admission.roots) - set(removed)) | {p for p in added if p.is_dir()}
-        self.project.set_roots(sorted(roots))
+        self._set_roots(sorted(roots))
         self.restart_watcher()
         self.build_index()
+
+    def _set_roots(self, roots: list[Path]) -> None:
+        self.project.set_roots(roots)
+        self.warm.set_roots(self.project.admission.roots)
 
     def build_index(self) -> None:
         """Bring the workspace index in line with the roots and admission rules, in the background."""
@@ -243,8 +262,15 @@ class CoderagServer(LanguageServer):
         await self.run(lambda session: session.cache.clear(), label="clear cache")
 
     def stop(self) -> None:
+        """At shutdown: the cache is saved (bounded in time), then every thread ends."""
         if self.watcher is not None:
             self.watcher.stop()
+        try:
+            self.worker.submit(lambda session: self.warm.save_now(session, self.project, timeout=SAVE_TIMEOUT),
+                               label="save").result(timeout=SAVE_TIMEOUT + 5)
+        except Exception as exc:  # no model, or the save is cut short: the previous saved state stays
+            log.debug("no cache saved at shutdown: %s", exc)
+        self.warm.close()
         self.worker.stop()
         self.index.close()
 

@@ -22,6 +22,7 @@ from ..index.retrieval import CountTokens
 from ..options import Options
 from ..workspace.project import Project
 from .model_worker import Session, update_figures
+from .warm_cache import WarmCache
 
 
 CHAT_SEQ = 1
@@ -138,18 +139,25 @@ def complete(session: Session, project: Project, doc: Document, window: Window, 
                    left_out=left_out)
 
 
-def preload(session: Session, project: Project, target: Callable[[], list[list[int]]], done: Callable[[], None]) -> None:
+def preload(session: Session, project: Project, target: Callable[[], list[list[int]]], done: Callable[[], None],
+            warm: WarmCache | None = None) -> None:
     """Bring the cache to the context the next request is expected to need; yields to requests.
 
     When the files changed since the last question (an edit settled, files were opened or changed
     on disk), the chat's cached tail is stale, and holding its cells slows every completion
     (attention spans them). They are freed; the next question takes the files from the completion's
-    sequence again. A chat that already holds the current files keeps them for a follow-up."""
+    sequence again. A chat that already holds the current files keeps them for a follow-up.
+    With `warm`, a saved cache that fits the files better is loaded first (a branch switch), and
+    the cache is saved once the preload reached its target."""
     try:
         files = project.segments()
+        if warm is not None:
+            warm.switch_if_better(session, project, session.cache.cached_prefix(files))
         if session.cache.cached_prefix(files, CHAT_SEQ) < sum(map(len, files)):
             session.cache.drop(CHAT_SEQ)
-        session.update(target())
+        stats = session.update(target())
+        if warm is not None and stats.completed:
+            warm.after_preload(session, project)
     finally:
         done()
 

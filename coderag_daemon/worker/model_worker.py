@@ -127,6 +127,10 @@ class Status:
     last_update: UpdateStats | None = None
     update_seq: int = 0
     last_request: dict[str, Any] | None = None
+    restored: dict[str, Any] | None = None
+    """The saved cache loaded for this model, if any: tokens, ms, bytes, savedAt."""
+    saved: dict[str, Any] | None = None
+    """The last save of the cache: tokens, bytes, snapshotMs (on the worker), writeMs (on the writer)."""
 
     def as_dict(self) -> dict[str, Any]:
         """The `coderag/status` payload (camelCase, as the protocol document says)."""
@@ -137,12 +141,17 @@ class Status:
             out["last"] = {"seq": self.update_seq, **update_figures(self.last_update)}
         if self.last_request is not None:
             out["lastRequest"] = self.last_request
+        if self.restored is not None:
+            out["restored"] = self.restored
+        if self.saved is not None:
+            out["saved"] = self.saved
         return out
 
 
 class ModelWorker:
     def __init__(self, on_status: Callable[[Status], None] = lambda s: None,
-                 on_loaded: Callable[[Model], None] = lambda m: None, model_wait: float = MODEL_WAIT) -> None:
+                 on_loaded: Callable[[Model], None] = lambda m: None, model_wait: float = MODEL_WAIT,
+                 before_job: Callable[[Session], None] | None = None) -> None:
         self._cond = threading.Condition()
         self._interactive: collections.deque[Job] = collections.deque()
         self._preload: tuple[float | None, Job] | None = None
@@ -159,6 +168,8 @@ class ModelWorker:
         self._status = Status("loading")
         self._on_status = on_status
         self._on_loaded = on_loaded
+        self._before_job = before_job
+        """Runs on the worker before every job (a saved cache is loaded into a new one there)."""
         self._load_request: tuple[str, EngineOptions] | None = None
         self._stopping = False
         self._requests = 0
@@ -271,7 +282,8 @@ class ModelWorker:
 
     def _load(self, model_path: str, options: EngineOptions) -> None:
         self._close_model()
-        self._set_status(state="loading", model=model_path, error=None, tokens_cached=0, checkpoints=0, checkpoint_bytes=0)
+        self._set_status(state="loading", model=model_path, error=None, tokens_cached=0, checkpoints=0, checkpoint_bytes=0,
+                         restored=None)
         try:
             model = Model(model_path)
             cache = ContextCache(model, options)
@@ -312,6 +324,8 @@ class ModelWorker:
         with self._cond:
             self._preloading = not job.interactive
         try:
+            if self._before_job is not None:
+                self._before_job(session)
             result = job.fn(session)
         except BaseException as exc:  # handed to the waiting request, never kills the worker
             log.debug("job %s failed: %s", job.label, exc)
@@ -352,6 +366,11 @@ class ModelWorker:
             self._requests += 1
             seq = self._requests
         self._set_status(last_request={"seq": seq, **figures})
+
+    def report(self, **figures: dict[str, Any]) -> None:
+        """A saved cache was loaded (`restored`) or written (`saved`): its figures go out with the
+        status. From any thread."""
+        self._set_status(**figures)
 
     def _record_update(self, stats: UpdateStats) -> None:
         self._set_status(last_update=stats, update_seq=self.status().update_seq + 1, **self._cache_figures())

@@ -9,12 +9,16 @@ happens once in a while, not on every keystroke near the limit.
 
 Changes only record text, so the LSP event loop never waits for a tokenizer: files are tokenized when
 the model worker asks for the segments. `pending`, `prepare` and `fill` let it tokenize outside any lock.
+
+After a restart, the order the cache was saved with (`prefer`) decides where the files opened again
+go, whatever order the editor opens them in, so the saved cache's prefix matches them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,6 +83,8 @@ class FileOrder:
         self._display = display
         self._on_evict = on_evict
         self._files: dict[str, FileText] = {}  # insertion order = LRU order
+        self._preferred: dict[str, int] = {}
+        """Rank of each file in the order a saved cache was made with (see `prefer`)."""
 
     def __contains__(self, key: object) -> bool:
         return key in self._files
@@ -97,13 +103,36 @@ class FileOrder:
 
     # --- changes ----------------------------------------------------------------------------------
 
+    def prefer(self, keys: Sequence[str]) -> None:
+        """The order of a saved cache: files of it take their places in it, ahead of the others, those
+        in the context now and those that enter later, so that the saved cache's prefix fits them
+        however the editor opens them. (Called before anything is cached for the current order.)"""
+        self._preferred = {key: rank for rank, key in enumerate(keys)}
+        unranked = len(self._preferred)
+        order = sorted(enumerate(self._files), key=lambda item: (self._preferred.get(item[1], unranked), item[0]))
+        self._files = {key: self._files[key] for _, key in order}
+
     def add(self, key: str, text: str) -> None:
         """A file enters (opened in the editor, or loaded from disk): appended at the tail, which
-        leaves the cached prefix intact. A file already in the context stays where it is."""
+        leaves the cached prefix intact, or, for a file of the preferred order, placed before the
+        first file that comes later in it or is not in it. A file already in the context stays where
+        it is."""
         if key in self._files:
             self.refresh(key, text)
-        else:
+            return
+        rank = self._preferred.get(key)
+        unranked = len(self._preferred)
+        later = None if rank is None else next(
+            (k for k in self._files if self._preferred.get(k, unranked) > rank), None)
+        if later is None:
             self._files[key] = FileText(text)
+            return
+        files: dict[str, FileText] = {}
+        for k, f in self._files.items():
+            if k == later:
+                files[key] = FileText(text)
+            files[k] = f
+        self._files = files
 
     def touch(self, key: str, text: str) -> None:
         """The user edited the file: it moves to the tail with its new text (entering if it was not
@@ -162,6 +191,12 @@ class FileOrder:
             self._files[item.key] = FileText(item.text, segment)
 
     # --- reading ----------------------------------------------------------------------------------
+
+    def digests(self) -> list[tuple[str, str, int]]:
+        """(key, sha256 of the text, tokens; 0 if not tokenized yet) of each file, in order: what a
+        saved cache holds, and how a later context is matched against it."""
+        return [(k, hashlib.sha256(f.text.encode("utf-8", "surrogatepass")).hexdigest(),
+                 len(f.segment.tokens) if f.segment is not None else 0) for k, f in self._files.items()]
 
     def segments(self, exclude: str | None = None) -> list[list[int]]:
         """The head, then one segment per file in order; `exclude` (the file being completed, which

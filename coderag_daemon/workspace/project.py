@@ -187,6 +187,16 @@ class Project:
                 return []
             return [{**e.describe(cached_tokens), "uri": path_to_uri(e.key)} for e in self.files.entries()]
 
+    def file_digests(self) -> list[tuple[str, str, int]]:
+        """(path, sha256 of the text, tokens) of the context's files in order, for saved caches."""
+        with self.lock:
+            return self.files.digests()
+
+    def prefer_order(self, keys: list[str]) -> None:
+        """The file order a saved cache was made with (see FileOrder.prefer)."""
+        with self.lock:
+            self.files.prefer(keys)
+
     def context_paths(self) -> frozenset[str]:
         """Absolute paths of the files in the file context now (within its budget)."""
         with self.lock:

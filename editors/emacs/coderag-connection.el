@@ -28,13 +28,24 @@
 (defvar coderag--connections (make-hash-table :test #'equal)
   "Daemon connections by project root.")
 
+(defun coderag--setting-widget (name)
+  "The value widget's kind of setting NAME in `coderag-daemon-settings'."
+  (let ((options (plist-get (cdr (get 'coderag-daemon-settings 'custom-type))
+                            :options)))
+    (cl-loop for (key widget) in options
+             when (eq (car (last key)) name) return (car-safe widget))))
+
 (defun coderag--settings-json (settings)
-  "SETTINGS, a plist, as a JSON object; lists of strings become arrays."
+  "SETTINGS, a plist, as a JSON object.
+Lists of strings become arrays; nil is false for a true-or-false
+setting and an empty array for a list."
   (if settings
       (cl-loop for (name value) on settings by #'cddr
-               nconc (list name (if (and (consp value) (cl-every #'stringp value))
-                                    (vconcat value)
-                                  value)))
+               nconc (list name
+                           (pcase (coderag--setting-widget name)
+                             ('boolean (if value t :json-false))
+                             ('repeat (vconcat value))
+                             (_ value))))
     (make-hash-table)))
 
 (defun coderag--settings-changed (symbol value)
@@ -85,7 +96,13 @@ reloads it."
                    :retrievalTokens)
             (integer :value 768))
            ((const :tag "Extra ignore globs" :ignoreGlobs) (repeat string))
-           ((const :tag "Largest file (KiB)" :maxFileKiB) (integer :value 512))))
+           ((const :tag "Largest file (KiB)" :maxFileKiB) (integer :value 512))
+           ((const :tag "Save the cache for the next start" :persistCache)
+            (boolean :value t))
+           ((const :tag "Least time between saves (ms)" :persistIntervalMs)
+            (integer :value 60000))
+           ((const :tag "Disk space for saved caches (MiB)" :persistBudgetMiB)
+            (integer :value 2048))))
   :set #'coderag--settings-changed)
 
 (defcustom coderag-request-timeout 30

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -38,7 +37,7 @@ class Recorder:
         client.feature("coderag/chatDelta")(lambda params: self.deltas.append(params))
 
 
-def _client() -> LanguageClient:
+def make_client() -> LanguageClient:
     """pytest-lsp's client, reading the daemon's own methods as plain JSON, as the daemon does."""
     client = LanguageClient(converter_factory=plain_json_converter)
     register_lsp_features(client)
@@ -47,7 +46,7 @@ def _client() -> LanguageClient:
 
 def daemon(command: list[str]) -> ClientServerConfig:
     """A test client of the daemon started with `command`."""
-    return ClientServerConfig(server_command=command, client_factory=_client)
+    return ClientServerConfig(server_command=command, client_factory=make_client)
 
 
 async def until(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
@@ -57,12 +56,6 @@ async def until(predicate: Callable[[], Any], timeout: float = 30.0, what: str =
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.02)
     return result
-
-
-@pytest.fixture(autouse=True, scope="session")
-def index_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """The daemons started by the tests save their workspace index here, not in the user's cache."""
-    os.environ["CODERAG_INDEX_DIR"] = str(tmp_path_factory.mktemp("index"))
 
 
 @pytest.fixture

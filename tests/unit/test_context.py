@@ -96,6 +96,24 @@ def test_an_edit_moves_the_file_to_the_tail_and_a_save_does_not(policy: FileOrde
     assert order(policy) == ["b.py", "c.py", "a.py"]
 
 
+def test_files_of_a_saved_order_take_their_places_in_it_however_they_are_opened(policy: FileOrder) -> None:
+    policy.add("x.py", source("x"))  # opened before the saved order was known
+    policy.prefer(["a.py", "b.py", "c.py"])
+    assert order(policy) == ["x.py"]
+    for name in "cyab":
+        policy.add(f"{name}.py", source(name))
+    assert order(policy) == ["a.py", "b.py", "c.py", "x.py", "y.py"]
+    policy.touch("a.py", source("a") + "# edited\n")  # edits still move a file to the tail
+    assert order(policy) == ["b.py", "c.py", "x.py", "y.py", "a.py"]
+
+
+def test_a_saved_order_arranges_the_files_already_there(policy: FileOrder) -> None:
+    for name in "xcab":
+        policy.add(f"{name}.py", source(name))
+    policy.prefer(["a.py", "b.py", "c.py"])
+    assert order(policy) == ["a.py", "b.py", "c.py", "x.py"]
+
+
 def test_editing_an_unknown_file_adds_it_at_the_tail(policy: FileOrder) -> None:
     policy.add("a.py", source("a"))
     policy.touch("b.py", source("b"))

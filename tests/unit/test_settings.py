@@ -105,7 +105,7 @@ def test_flags_keep_their_names_and_check_values() -> None:
     assert flags == ["--model", "--n-ctx", "--threads", "--checkpoint-interval", "--checkpoint-memory-mib",
                      "--preload-delay-ms", "--context-tokens", "--max-completion-tokens", "--max-chat-tokens",
                      "--completion-time-budget-ms", "--completion-wait-tokens", "--retrieval-tokens", "--ignore",
-                     "--max-file-kib"]
+                     "--max-file-kib", "--persist-cache", "--persist-interval-ms", "--persist-budget-mib"]
     args = parser.parse_args(["--model", "m.gguf", "--threads", "2", "--ignore", "*.log", "--ignore", "out/"])
     assert Options(**{s.name: getattr(args, s.name) for s in SETTINGS}) == Options(
         model="m.gguf", threads=2, ignore_globs=["*.log", "out/"])
@@ -138,7 +138,7 @@ def test_the_table_is_printed(capsys: pytest.CaptureFixture[str]) -> None:
 
 # --- VS Code -------------------------------------------------------------------------------------
 
-_JSON_TYPE = {"int": "integer", "path": "string", "globs": "array"}
+_JSON_TYPE = {"int": "integer", "bool": "boolean", "path": "string", "globs": "array"}
 
 
 def test_vscode_settings_match_the_table() -> None:
@@ -209,6 +209,8 @@ def _emacs_kind_and_default(widget: Any) -> tuple[str, Any]:
     match widget:
         case ["integer", ":value", int(default)]:
             return "int", default
+        case ["boolean", ":value", "t" | "nil" as default]:
+            return "bool", default == "t"
         case ["repeat", "string"]:
             return "globs", []
         case ["choice", ["const", *_, "nil"], "file"]:

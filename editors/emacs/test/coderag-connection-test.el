@@ -15,7 +15,15 @@
   (should (equal (json-serialize (coderag--settings-json
                                   '(:nCtx 8192 :ignoreGlobs ("*.min.js" "dist/**"))))
                  "{\"nCtx\":8192,\"ignoreGlobs\":[\"*.min.js\",\"dist/**\"]}"))
-  (should (equal (json-serialize (coderag--settings-json nil)) "{}")))
+  (should (equal (json-serialize (coderag--settings-json nil)) "{}"))
+  ;; nil is false for a true-or-false setting, an empty list for a list
+  ;; (serialized as jsonrpc does).
+  (let ((json (lambda (settings)
+                (json-serialize (coderag--settings-json settings)
+                                :false-object :json-false :null-object nil))))
+    (should (equal (funcall json '(:persistCache nil :ignoreGlobs nil))
+                   "{\"persistCache\":false,\"ignoreGlobs\":[]}"))
+    (should (equal (funcall json '(:persistCache t)) "{\"persistCache\":true}"))))
 
 ;;; Daemon life
 

@@ -32,6 +32,9 @@ export const DAEMON_SETTINGS = [
   'retrievalTokens',
   'ignoreGlobs',
   'maxFileKiB',
+  'persistCache',
+  'persistIntervalMs',
+  'persistBudgetMiB',
 ] as const;
 
 export type DaemonOptions = Partial<Record<(typeof DAEMON_SETTINGS)[number], unknown>>;

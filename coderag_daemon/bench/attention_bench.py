@@ -25,9 +25,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None, help="GGUF model (default: the embedded default model)")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads, 0 = all cores")
     parser.add_argument("--lengths", default="1024,4096,8192", help="context lengths in tokens (default: %(default)s)")
-    parser.add_argument("--tail", type=int, default=80, help="request tail reprocessed per completion (default: %(default)s)")
-    parser.add_argument("--generate", type=int, default=16, help="tokens generated per completion (default: %(default)s)")
-    parser.add_argument("--rounds", type=int, default=3, help="completions per length and setting; medians are shown (default: %(default)s)")
+    parser.add_argument(
+        "--tail", type=int, default=80, help="request tail reprocessed per completion (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--generate", type=int, default=16, help="tokens generated per completion (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="completions per length and setting; medians are shown (default: %(default)s)",
+    )
 
 
 def _lengths(text: str) -> list[int]:
@@ -40,7 +49,9 @@ def _lengths(text: str) -> list[int]:
     return lengths
 
 
-def _completion(cache: ContextCache, context: list[int], tail: list[int], n_generate: int) -> tuple[float, float, list[int]]:
+def _completion(
+    cache: ContextCache, context: list[int], tail: list[int], n_generate: int
+) -> tuple[float, float, list[int]]:
     """Prefill the tail after the cached context and decode greedily; (tail ms, ms per token, tokens)."""
     cache.update([context])  # back to the context alone, so the tail is decoded again
     t0 = time.perf_counter()
@@ -68,15 +79,20 @@ def run(args: argparse.Namespace) -> int:
     if len(tokens) < need:
         raise ValueError(f"the sample sources give {len(tokens)} tokens; --lengths and --tail need {need}")
     n_ctx = need + args.generate + 64
-    caches = {flash: ContextCache(model, EngineOptions(n_ctx=n_ctx, n_threads=args.threads, flash_attn=flash))
-              for flash in (False, True)}
-    print(f"{model.path.name}, {caches[False].options.n_threads} threads; tail {args.tail} tokens, "
-          f"{args.generate} generated, median of {args.rounds}", flush=True)
+    caches = {
+        flash: ContextCache(model, EngineOptions(n_ctx=n_ctx, n_threads=args.threads, flash_attn=flash))
+        for flash in (False, True)
+    }
+    print(
+        f"{model.path.name}, {caches[False].options.n_threads} threads; tail {args.tail} tokens, "
+        f"{args.generate} generated, median of {args.rounds}",
+        flush=True,
+    )
     print("| context | tail prefill, flash off / on | ms per generated token, off / on | greedy tokens agree |")
     print("|---|---|---|---|")
     grown = {flash: [0, 0.0] for flash in caches}  # tokens, ms
     for length in lengths:
-        context, tail = tokens[:length], tokens[length:length + args.tail]
+        context, tail = tokens[:length], tokens[length : length + args.tail]
         for flash, cache in caches.items():
             stats = cache.update([context])
             grown[flash][0] += stats.tokens_reprocessed
@@ -89,11 +105,16 @@ def run(args: argparse.Namespace) -> int:
                 figures[flash].append((tail_ms, per_token_ms))
         tail_median = {f: statistics.median(t for t, _ in figures[f]) for f in caches}
         token_ms = {f: statistics.median(g for _, g in figures[f]) for f in caches}
-        print(f"| {length} | {tail_median[False]:.0f} / {tail_median[True]:.0f} ms "
-              f"({tail_median[True] / tail_median[False]:.2f}x) "
-              f"| {token_ms[False]:.1f} / {token_ms[True]:.1f} ({token_ms[True] / token_ms[False]:.2f}x) "
-              f"| {'yes' if outputs[False] == outputs[True] else 'no'} |", flush=True)
+        print(
+            f"| {length} | {tail_median[False]:.0f} / {tail_median[True]:.0f} ms "
+            f"({tail_median[True] / tail_median[False]:.2f}x) "
+            f"| {token_ms[False]:.1f} / {token_ms[True]:.1f} ({token_ms[True] / token_ms[False]:.2f}x) "
+            f"| {'yes' if outputs[False] == outputs[True] else 'no'} |",
+            flush=True,
+        )
     rate = {f: grown[f][0] / grown[f][1] * 1000 for f in caches}
-    print(f"\nprefill of the context to {lengths[-1]} tokens: {rate[False]:.0f} tokens/s flash off, "
-          f"{rate[True]:.0f} tokens/s flash on ({rate[True] / rate[False]:.2f}x)")
+    print(
+        f"\nprefill of the context to {lengths[-1]} tokens: {rate[False]:.0f} tokens/s flash off, "
+        f"{rate[True]:.0f} tokens/s flash on ({rate[True] / rate[False]:.2f}x)"
+    )
     return 0

@@ -19,9 +19,9 @@ import math
 import os
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Callable
 
 from .. import default_model
 from . import quiet
@@ -37,19 +37,40 @@ TINY_MODELS = "tiny-dense,tiny-swa,tiny-recurrent"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--models", default=None,
-                        help="comma-separated: 'default', 'gemma3-270m', 'tiny-KIND' (dense, swa, recurrent, hybrid) "
-                             f"or GGUF paths (default: {FULL_MODELS}; with --tiny: {TINY_MODELS})")
-    parser.add_argument("--workloads", default="mid-edit,replay", help="comma-separated: mid-edit, replay (default: %(default)s)")
-    parser.add_argument("--sides", default=",".join(SIDES), help=f"comma-separated subset of {', '.join(SIDES)} (default: all)")
-    parser.add_argument("--tiny", action="store_true", help=f"tiny random-weight models ({TINY_MODELS}) and --quick sizes: a smoke run")
-    parser.add_argument("--quick", action="store_true", help="smaller workloads: 4K-token mid edit, 12 typed lines, one question")
-    parser.add_argument("--mid-tokens", type=int, default=8192, help="mid-edit context size in tokens (default: %(default)s)")
-    parser.add_argument("--replay-tokens", type=int, default=5000, help="replay: tokens of open files (default: %(default)s)")
+    parser.add_argument(
+        "--models",
+        default=None,
+        help="comma-separated: 'default', 'gemma3-270m', 'tiny-KIND' (dense, swa, recurrent, hybrid) "
+        f"or GGUF paths (default: {FULL_MODELS}; with --tiny: {TINY_MODELS})",
+    )
+    parser.add_argument(
+        "--workloads", default="mid-edit,replay", help="comma-separated: mid-edit, replay (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--sides", default=",".join(SIDES), help=f"comma-separated subset of {', '.join(SIDES)} (default: all)"
+    )
+    parser.add_argument(
+        "--tiny", action="store_true", help=f"tiny random-weight models ({TINY_MODELS}) and --quick sizes: a smoke run"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="smaller workloads: 4K-token mid edit, 12 typed lines, one question"
+    )
+    parser.add_argument(
+        "--mid-tokens", type=int, default=8192, help="mid-edit context size in tokens (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--replay-tokens", type=int, default=5000, help="replay: tokens of open files (default: %(default)s)"
+    )
     parser.add_argument("--replay-lines", type=int, default=40, help="replay: most lines typed (default: %(default)s)")
-    parser.add_argument("--chats", type=int, default=2, help="replay: questions asked along the way (default: %(default)s)")
-    parser.add_argument("--completion-tokens", type=int, default=16, help="longest completion, every side (default: %(default)s)")
-    parser.add_argument("--chat-tokens", type=int, default=48, help="longest chat answer, every side (default: %(default)s)")
+    parser.add_argument(
+        "--chats", type=int, default=2, help="replay: questions asked along the way (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--completion-tokens", type=int, default=16, help="longest completion, every side (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--chat-tokens", type=int, default=48, help="longest chat answer, every side (default: %(default)s)"
+    )
     parser.add_argument("--threads", type=int, default=0, help="CPU threads per side, 0 = all cores")
     parser.add_argument("--build-server", action="store_true", help="build llama-server (once) and exit")
     parser.add_argument("--json", type=Path, default=None, help="also write every request's figures as JSON")
@@ -85,14 +106,20 @@ def _workload(name: str, count: Callable[[str], int], args: argparse.Namespace) 
     raise ValueError(f"unknown workload {name!r} (mid-edit, replay)")
 
 
-async def _compare(label: str, path: Path, workload_name: str, args: argparse.Namespace, server: Path,
-                   logs: Path) -> list[SideResult]:
+async def _compare(
+    label: str, path: Path, workload_name: str, args: argparse.Namespace, server: Path, logs: Path
+) -> list[SideResult]:
     tokenizer, layout = tokenizer_layout(path)  # the fixed-order sides tokenize with it: open till the end
     try:
         workload = _workload(workload_name, lambda t: len(tokenizer.tokenize(t)), args)
         file_tokens = sum(len(layout.file_segment(rel, text)) for rel, text in workload.files.items())
-        options = RunOptions(n_ctx=file_tokens + 3072, context_tokens=file_tokens + 1024, threads=args.threads,
-                             completion_tokens=args.completion_tokens, chat_tokens=args.chat_tokens)
+        options = RunOptions(
+            n_ctx=file_tokens + 3072,
+            context_tokens=file_tokens + 1024,
+            threads=args.threads,
+            completion_tokens=args.completion_tokens,
+            chat_tokens=args.chat_tokens,
+        )
         _log(f"{label} ({tokenizer.kind}), {workload.name}: {workload.description}; {file_tokens} tokens of files")
         wanted = [s.strip() for s in args.sides.split(",")]
         sides: list[Side] = []
@@ -100,7 +127,9 @@ async def _compare(label: str, path: Path, workload_name: str, args: argparse.Na
             sides.append(DaemonSide(path, options))
         for settings, key in ((DEFAULT_SETTINGS, "server-default"), (best_settings(tokenizer.kind), "server-best")):
             if key in wanted:
-                sides.append(ServerSide(server, path, layout, options, settings, logs / f"{label}-{workload.name}-{key}.log"))
+                sides.append(
+                    ServerSide(server, path, layout, options, settings, logs / f"{label}-{workload.name}-{key}.log")
+                )
         if "llama-cpp-python" in wanted:
             sides.append(LlamaCppPythonSide(path, layout, options))
         check = "mid edit" if workload.name == "mid-edit" else None
@@ -126,27 +155,33 @@ def _ratio(ours: float, theirs: float) -> str:
 
 
 def print_tables(results: list[SideResult]) -> None:
-    print("\n| model | workload | side | requests | tokens reprocessed (total) | per request (mean / max) | "
-          "completion p50 s | p95 s | tokens generated (mean) | chat mean s | background s (tokens) | peak RSS MiB | "
-          "checkpoints MiB | exact |")
+    print(
+        "\n| model | workload | side | requests | tokens reprocessed (total) | per request (mean / max) | "
+        "completion p50 s | p95 s | tokens generated (mean) | chat mean s | background s (tokens) | peak RSS MiB | "
+        "checkpoints MiB | exact |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         toks = [q.tokens for q in r.requests]
         gen = [q.generated for q in r.requests if q.kind == "complete"]
         chats = [q.seconds for q in r.requests if q.kind == "chat"]
         exact = "-" if r.exact is None else ("yes" if r.exact else "NO")
-        print(f"| {r.model} | {r.workload} | {r.side} | {len(r.requests)} | {r.total_tokens} | "
-              f"{sum(toks) / max(len(toks), 1):.0f} / {max(toks, default=0)} | {_s(r.latency(0.5))} | {_s(r.latency(0.95))} | "
-              f"{sum(gen) / max(len(gen), 1):.1f} | {_s(sum(chats) / len(chats)) if chats else '-'} | "
-              f"{r.background_seconds:.2f} ({r.background_tokens}) | {_mib(r.peak_rss)} | {_mib(r.checkpoint_bytes)} | {exact} |")
+        print(
+            f"| {r.model} | {r.workload} | {r.side} | {len(r.requests)} | {r.total_tokens} | "
+            f"{sum(toks) / max(len(toks), 1):.0f} / {max(toks, default=0)} | {_s(r.latency(0.5))} | {_s(r.latency(0.95))} | "
+            f"{sum(gen) / max(len(gen), 1):.1f} | {_s(sum(chats) / len(chats)) if chats else '-'} | "
+            f"{r.background_seconds:.2f} ({r.background_tokens}) | {_mib(r.peak_rss)} | {_mib(r.checkpoint_bytes)} | {exact} |"
+        )
     print("\nRatios ours / theirs, same run (below 1: coderag-daemon reprocesses fewer tokens or answers sooner):\n")
     print("| model | workload | theirs | tokens reprocessed | completion p50 | completion p95 |")
     print("|---|---|---|---|---|---|")
     for ours in (r for r in results if r.side == DaemonSide.name):
         for r in results:
             if r.model == ours.model and r.workload == ours.workload and r is not ours:
-                print(f"| {r.model} | {r.workload} | {r.side} | {_ratio(ours.total_tokens, r.total_tokens)} | "
-                      f"{_ratio(ours.latency(0.5), r.latency(0.5))} | {_ratio(ours.latency(0.95), r.latency(0.95))} |")
+                print(
+                    f"| {r.model} | {r.workload} | {r.side} | {_ratio(ours.total_tokens, r.total_tokens)} | "
+                    f"{_ratio(ours.latency(0.5), r.latency(0.5))} | {_ratio(ours.latency(0.95), r.latency(0.95))} |"
+                )
     mids = [r for r in results if r.workload == "mid-edit"]
     if mids:
         print("\nmid-edit, each request (tokens reprocessed / seconds):\n")
@@ -156,7 +191,10 @@ def print_tables(results: list[SideResult]) -> None:
         for model in dict.fromkeys(r.model for r in mids):
             rows = {r.side: r for r in mids if r.model == model}
             for i, q in enumerate(next(iter(rows.values())).requests):
-                cells = [f"{rows[n].requests[i].tokens} / {rows[n].requests[i].seconds:.2f}" if n in rows else "-" for n in names]
+                cells = [
+                    f"{rows[n].requests[i].tokens} / {rows[n].requests[i].seconds:.2f}" if n in rows else "-"
+                    for n in names
+                ]
                 print(f"| {model} | {q.label} | " + " | ".join(cells) + " |")
 
 
@@ -172,7 +210,9 @@ def run(args: argparse.Namespace) -> int:
     server = build.binary
     if args.build_server or "server-" in args.sides:
         server = build.ensure(_log)
-        _log(f"llama-server: {server} (llama.cpp {build.info['llama_cpp_commit']}, from llama-cpp-python {build.version})")
+        _log(
+            f"llama-server: {server} (llama.cpp {build.info['llama_cpp_commit']}, from llama-cpp-python {build.version})"
+        )
     if args.build_server:
         return 0
     logs = Path(tempfile.mkdtemp(prefix="coderag-compare-logs-"))

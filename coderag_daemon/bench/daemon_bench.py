@@ -26,23 +26,34 @@ from typing import Any
 from lsprotocol import types
 
 from .. import default_model
-from ..prompting.completion import WindowStarts
-from ..workspace.documents import path_to_uri
 from ..engine import Model
 from ..engine.cache import common_prefix
+from ..prompting.completion import WindowStarts
 from ..prompting.prompts import detect_layout
+from ..workspace.documents import path_to_uri
 from . import quiet
 from .editor_session import SAMPLE, Session
 
-FILES = ["tasktrack/models.py", "tasktrack/config.py", "tasktrack/storage.py", "tasktrack/auth.py",
-         "tasktrack/notifications.py", "tasktrack/scheduler.py"]
+FILES = [
+    "tasktrack/models.py",
+    "tasktrack/config.py",
+    "tasktrack/storage.py",
+    "tasktrack/auth.py",
+    "tasktrack/notifications.py",
+    "tasktrack/scheduler.py",
+]
 HOT = ["tasktrack/storage.py", "tasktrack/auth.py"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None, help="GGUF model (default: the embedded default model)")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads, 0 = all cores")
-    parser.add_argument("--bursts", type=int, default=4, help="bursts of edits, alternating between the two files (default: %(default)s)")
+    parser.add_argument(
+        "--bursts",
+        type=int,
+        default=4,
+        help="bursts of edits, alternating between the two files (default: %(default)s)",
+    )
     parser.add_argument("--burst-lines", type=int, default=5, help="lines typed per burst (default: %(default)s)")
 
 
@@ -64,7 +75,11 @@ class Doc:
 def _quiet_line(doc: Doc, k: int) -> int:
     """A line inside a function body, spread over the file, to edit in the k-th round."""
     lines = doc.text.split("\n")
-    body = [i for i, ln in enumerate(lines) if ln.startswith("        ") and ln.strip() and not ln.strip().startswith(('"', "'"))]
+    body = [
+        i
+        for i, ln in enumerate(lines)
+        if ln.startswith("        ") and ln.strip() and not ln.strip().startswith(('"', "'"))
+    ]
     return body[(k * 7919) % len(body)]
 
 
@@ -104,7 +119,9 @@ class FixedOrderClient:
 
 def _reprocessed_since(status: list[dict[str, Any]], seq: int) -> tuple[int, int]:
     """Tokens reprocessed by the model calls after `seq` (each counted once), and the newest seq."""
-    calls = {st["last"]["seq"]: st["last"]["tokensReprocessed"] for st in status if "last" in st and st["last"]["seq"] > seq}
+    calls = {
+        st["last"]["seq"]: st["last"]["tokensReprocessed"] for st in status if "last" in st and st["last"]["seq"] > seq
+    }
     return sum(calls.values()), max(calls, default=seq)
 
 
@@ -124,12 +141,30 @@ async def _run(args: argparse.Namespace) -> int:
     # room for all six files and their growth: no file leaves the context during the session (the
     # fixed-order client keeps them all too); evicting the first file would reprocess everything.
     # Every completion waits for the whole context, as the fixed-order client's prompts hold it.
-    await s.client.start_io(sys.executable, "-m", "coderag_daemon", "--model", model_path, "--threads", str(args.threads),
-                            "--context-tokens", "12288", "--n-ctx", "16384", "--log-level", "WARNING",
-                            "--completion-wait-tokens", "131072")
+    await s.client.start_io(
+        sys.executable,
+        "-m",
+        "coderag_daemon",
+        "--model",
+        model_path,
+        "--threads",
+        str(args.threads),
+        "--context-tokens",
+        "12288",
+        "--n-ctx",
+        "16384",
+        "--log-level",
+        "WARNING",
+        "--completion-wait-tokens",
+        "131072",
+    )
     try:
-        await s.client.initialize_async(types.InitializeParams(
-            capabilities=types.ClientCapabilities(), workspace_folders=[types.WorkspaceFolder(uri=path_to_uri(root), name="tasktrack")]))
+        await s.client.initialize_async(
+            types.InitializeParams(
+                capabilities=types.ClientCapabilities(),
+                workspace_folders=[types.WorkspaceFolder(uri=path_to_uri(root), name="tasktrack")],
+            )
+        )
         s.client.initialized(types.InitializedParams())
         if (await s.wait_state("ready", "error"))["state"] == "error":
             print(f"model failed: {s.status[-1]['error']}")
@@ -138,8 +173,11 @@ async def _run(args: argparse.Namespace) -> int:
         for rel in FILES:
             s.open(root, rel)
         scratch = "untitled:scratch"  # not a file: it never enters the context
-        s.client.text_document_did_open(types.DidOpenTextDocumentParams(
-            text_document=types.TextDocumentItem(uri=scratch, language_id="plaintext", version=1, text="")))
+        s.client.text_document_did_open(
+            types.DidOpenTextDocumentParams(
+                text_document=types.TextDocumentItem(uri=scratch, language_id="plaintext", version=1, text="")
+            )
+        )
         s.versions[scratch] = 1
 
         # 1. cold prefill of the whole context, with the event loop probed meanwhile
@@ -147,9 +185,11 @@ async def _run(args: argparse.Namespace) -> int:
         cold = asyncio.ensure_future(s.complete(last.uri, 3, 0))
         rtts = await _probe_event_loop(s, scratch, cold)
         _, cold_seconds, cold_figures = await cold
-        print(f"context: {cold_figures['tokensInContext']} tokens in {len(FILES)} files; cold prefill {cold_seconds:.1f}s; "
-              f"{len(rtts)} didChange+request round trips during it: p50 {_pct(rtts, 0.5):.1f} ms, p99 {_pct(rtts, 0.99):.1f} ms, max {max(rtts):.1f} ms",
-              flush=True)
+        print(
+            f"context: {cold_figures['tokensInContext']} tokens in {len(FILES)} files; cold prefill {cold_seconds:.1f}s; "
+            f"{len(rtts)} didChange+request round trips during it: p50 {_pct(rtts, 0.5):.1f} ms, p99 {_pct(rtts, 0.99):.1f} ms, max {max(rtts):.1f} ms",
+            flush=True,
+        )
 
         # 2. the editing session
         start_seq = seen = max((st["last"]["seq"] for st in s.status if "last" in st), default=0)
@@ -168,7 +208,7 @@ async def _run(args: argparse.Namespace) -> int:
                 line += at_once
                 current = doc.text.split("\n")[line]
                 indent = " " * (len(current) - len(current.lstrip()))
-                new_line = f"{indent}log.debug(\"step {k}.{i}\")"
+                new_line = f'{indent}log.debug("step {k}.{i}")'
                 doc.insert(line, new_line)
                 s.type_text(doc.uri, line, 0, new_line + "\n")
                 if not at_once:
@@ -183,28 +223,40 @@ async def _run(args: argparse.Namespace) -> int:
                 server_before = fixed[False].reprocessed
                 for client in fixed.values():
                     client.request(doc, line + 1, 0)
-                print(f"  edit {k * args.burst_lines + i + 1:>2} in {doc.rel:<20} {'at once      ' if at_once else 'after preload'} "
-                      f"TTFT {ttft:.2f}s, whole {seconds:.2f}s, {figures.get('tokensReprocessed', '-')} tokens reprocessed"
-                      f"{f' (+{before} by the preload)' if before else ''}; fixed order: {fixed[False].reprocessed - server_before}",
-                      flush=True)
+                print(
+                    f"  edit {k * args.burst_lines + i + 1:>2} in {doc.rel:<20} {'at once      ' if at_once else 'after preload'} "
+                    f"TTFT {ttft:.2f}s, whole {seconds:.2f}s, {figures.get('tokensReprocessed', '-')} tokens reprocessed"
+                    f"{f' (+{before} by the preload)' if before else ''}; fixed order: {fixed[False].reprocessed - server_before}",
+                    flush=True,
+                )
         await s.settle()
         ours, _ = _reprocessed_since(s.status, start_seq)
         in_context = [f["path"] for f in (await s.client.protocol.send_request_async("coderag/context", {}))["files"]]
         if len(in_context) != len(FILES):
-            print(f"warning: files left the context during the session, the comparison is not like for like: {in_context}")
+            print(
+                f"warning: files left the context during the session, the comparison is not like for like: {in_context}"
+            )
         print()
         print("| figure | value |")
         print("|---|---|")
-        print(f"| time to first token after an edit, preload done (median of {len(after_preload)}) | {statistics.median(t for t, _ in after_preload):.2f} s |")
-        print(f"| time to first token, next line typed at once, no preload (median of {len(immediate)}) | {statistics.median(t for t, _ in immediate):.2f} s |")
+        print(
+            f"| time to first token after an edit, preload done (median of {len(after_preload)}) | {statistics.median(t for t, _ in after_preload):.2f} s |"
+        )
+        print(
+            f"| time to first token, next line typed at once, no preload (median of {len(immediate)}) | {statistics.median(t for t, _ in immediate):.2f} s |"
+        )
         if single_line:
-            print(f"| whole single-line completion (median of {len(single_line)}) | {statistics.median(single_line):.2f} s |")
+            print(
+                f"| whole single-line completion (median of {len(single_line)}) | {statistics.median(single_line):.2f} s |"
+            )
         print(f"| didChange + request round trip during a prefill, p99 | {_pct(rtts, 0.99):.1f} ms |")
         print(f"| tokens reprocessed over the session, this daemon (requests and preloads) | {ours} |")
         for skip, client in fixed.items():
             which = "all but the file being completed" if skip else "all files"
-            print(f"| same requests, {which} in a fixed order, prefix-reusing server | {client.reprocessed} "
-                  f"({client.reprocessed / max(ours, 1):.1f}x ours) |")
+            print(
+                f"| same requests, {which} in a fixed order, prefix-reusing server | {client.reprocessed} "
+                f"({client.reprocessed / max(ours, 1):.1f}x ours) |"
+            )
         return 0
     finally:
         await s.client.shutdown_async(None)

@@ -18,8 +18,8 @@ from typing import Any
 from lsprotocol import types
 from pygls.lsp.client import BaseLanguageClient
 
-from ..workspace.documents import path_to_uri
 from ..lsp.converter import plain_json_converter
+from ..workspace.documents import path_to_uri
 
 SAMPLE = Path(__file__).resolve().parents[2] / "fixtures" / "sample_project"
 FILES = ["tasktrack/config.py", "tasktrack/auth.py", "tasktrack/scheduler.py", "tasktrack/notifications.py"]
@@ -66,23 +66,37 @@ class Session:
     def open(self, root: Path, rel: str) -> str:
         uri = path_to_uri(root / rel)
         self.versions[uri] = 1
-        self.client.text_document_did_open(types.DidOpenTextDocumentParams(text_document=types.TextDocumentItem(
-            uri=uri, language_id="python", version=1, text=(root / rel).read_text())))
+        self.client.text_document_did_open(
+            types.DidOpenTextDocumentParams(
+                text_document=types.TextDocumentItem(
+                    uri=uri, language_id="python", version=1, text=(root / rel).read_text()
+                )
+            )
+        )
         return uri
 
     def type_text(self, uri: str, line: int, character: int, text: str) -> None:
         self.versions[uri] += 1
         pos = types.Position(line=line, character=character)
-        self.client.text_document_did_change(types.DidChangeTextDocumentParams(
-            text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=self.versions[uri]),
-            content_changes=[types.TextDocumentContentChangePartial(range=types.Range(start=pos, end=pos), text=text)]))
+        self.client.text_document_did_change(
+            types.DidChangeTextDocumentParams(
+                text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=self.versions[uri]),
+                content_changes=[
+                    types.TextDocumentContentChangePartial(range=types.Range(start=pos, end=pos), text=text)
+                ],
+            )
+        )
 
     async def complete(self, uri: str, line: int, character: int) -> tuple[str, float, dict[str, Any]]:
         seq = self._seq()
         t0 = time.perf_counter()
-        result = await self.client.text_document_inline_completion_async(types.InlineCompletionParams(
-            text_document=types.TextDocumentIdentifier(uri=uri), position=types.Position(line=line, character=character),
-            context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Invoked)))
+        result = await self.client.text_document_inline_completion_async(
+            types.InlineCompletionParams(
+                text_document=types.TextDocumentIdentifier(uri=uri),
+                position=types.Position(line=line, character=character),
+                context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Invoked),
+            )
+        )
         seconds = time.perf_counter() - t0
         figures = await self._request_after(seq)
         items = result.items if isinstance(result, types.InlineCompletionList) else result or []
@@ -104,12 +118,17 @@ class Session:
 def _line(label: str, seconds: float, figures: dict[str, Any]) -> str:
     if not figures:
         return f"  {label}: {seconds:.3f}s end to end | answered from the suggestion already shown, no model call"
-    return (f"  {label}: {seconds:.2f}s end to end | {figures.get('tokensReprocessed', '?')} of "
-            f"{figures.get('tokensInContext', '?')} tokens reprocessed ({figures.get('restoreKind', '?')}) | "
-            f"prefill {figures.get('prefillMs', 0) / 1000:.2f}s, first token {figures.get('timeToFirstTokenMs', 0) / 1000:.2f}s, "
-            f"{figures.get('tokensGenerated', 0)} tokens generated in {figures.get('generationMs', 0) / 1000:.2f}s"
-            + (f" | {figures['contextTokensLeftOut']} tokens of context left out (not decoded yet)"
-               if figures.get("contextTokensLeftOut") else ""))
+    return (
+        f"  {label}: {seconds:.2f}s end to end | {figures.get('tokensReprocessed', '?')} of "
+        f"{figures.get('tokensInContext', '?')} tokens reprocessed ({figures.get('restoreKind', '?')}) | "
+        f"prefill {figures.get('prefillMs', 0) / 1000:.2f}s, first token {figures.get('timeToFirstTokenMs', 0) / 1000:.2f}s, "
+        f"{figures.get('tokensGenerated', 0)} tokens generated in {figures.get('generationMs', 0) / 1000:.2f}s"
+        + (
+            f" | {figures['contextTokensLeftOut']} tokens of context left out (not decoded yet)"
+            if figures.get("contextTokensLeftOut")
+            else ""
+        )
+    )
 
 
 async def _run(args: argparse.Namespace) -> int:
@@ -124,15 +143,20 @@ async def _run(args: argparse.Namespace) -> int:
     try:
         print(f"Project: {root}")
         t0 = time.perf_counter()
-        await s.client.initialize_async(types.InitializeParams(
-            capabilities=types.ClientCapabilities(),
-            workspace_folders=[types.WorkspaceFolder(uri=path_to_uri(root), name=root.name)]))
+        await s.client.initialize_async(
+            types.InitializeParams(
+                capabilities=types.ClientCapabilities(),
+                workspace_folders=[types.WorkspaceFolder(uri=path_to_uri(root), name=root.name)],
+            )
+        )
         s.client.initialized(types.InitializedParams())
         ready = await s.wait_state("ready", "error")
         if ready["state"] == "error":
             print(f"The daemon could not load a model: {ready['error']}")
             return 1
-        print(f"1. Model loaded in {time.perf_counter() - t0:.1f}s: {ready['model']} (cache strategy {ready['strategy']}, n_ctx {ready['nCtx']})")
+        print(
+            f"1. Model loaded in {time.perf_counter() - t0:.1f}s: {ready['model']} (cache strategy {ready['strategy']}, n_ctx {ready['nCtx']})"
+        )
 
         uris = [s.open(root, rel) for rel in FILES]
         context = await s.client.protocol.send_request_async("coderag/context", {})
@@ -153,12 +177,14 @@ async def _run(args: argparse.Namespace) -> int:
         print(_line("completion in notifications.py", seconds, figures))
         t0 = time.perf_counter()
         await s.settle()
-        print(f"   ...the background prefill of the whole context finished {time.perf_counter() - t0:.1f}s later "
-              f"({s.status[-1].get('tokensCached')} tokens cached)")
+        print(
+            f"   ...the background prefill of the whole context finished {time.perf_counter() - t0:.1f}s later "
+            f"({s.status[-1].get('tokensCached')} tokens cached)"
+        )
 
         print(f"4. Edit in the middle file ({FILES[mid]}, line {insert_at + 1}): it moves to the tail of the context")
         indent = " " * (len(lines[insert_at]) - len(lines[insert_at].lstrip()))
-        s.type_text(auth, insert_at, 0, f"{indent}if not token:\n{indent}    raise InvalidToken(\"empty token\")\n")
+        s.type_text(auth, insert_at, 0, f'{indent}if not token:\n{indent}    raise InvalidToken("empty token")\n')
         await s.settle()
         print("   ...preload ran in the background after the edit settled; now the completion:")
         text, seconds, figures = await s.complete(auth, insert_at + 2, 0)
@@ -175,17 +201,23 @@ async def _run(args: argparse.Namespace) -> int:
         print(f"6. Question about the project: {question}\n   Answer (streamed): ", end="", flush=True)
         t0 = time.perf_counter()
         result = await s.client.protocol.send_request_async(
-            "coderag/chat", {"question": question, "uri": auth, "position": {"line": target, "character": 0}, "token": "demo"})
+            "coderag/chat",
+            {"question": question, "uri": auth, "position": {"line": target, "character": 0}, "token": "demo"},
+        )
         seconds = time.perf_counter() - t0
         print()
         print(_line("chat", seconds, result["stats"]))
-        print("7. Back to completion after the chat (it ran on its own cached sequence): only the typed line is reprocessed")
+        print(
+            "7. Back to completion after the chat (it ran on its own cached sequence): only the typed line is reprocessed"
+        )
         s.type_text(auth, insert_at + 3, 0, f"{indent}return ")
         _, seconds, figures = await s.complete(auth, insert_at + 3, len(indent) + len("return "))
         print(_line("completion", seconds, figures))
         final = s.status[-1]
-        print(f"Cache now: {final.get('tokensCached')} tokens, {final.get('checkpoints')} checkpoints "
-              f"({final.get('checkpointBytes', 0) / 2**20:.1f} MiB)")
+        print(
+            f"Cache now: {final.get('tokensCached')} tokens, {final.get('checkpoints')} checkpoints "
+            f"({final.get('checkpointBytes', 0) / 2**20:.1f} MiB)"
+        )
         return 0
     finally:
         await s.client.shutdown_async(None)

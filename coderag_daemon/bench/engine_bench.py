@@ -14,9 +14,9 @@ import json
 import resource
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 import numpy as np
@@ -31,15 +31,32 @@ T = TypeVar("T")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--models", default="tiny,default,gemma3-270m",
-                        help="comma-separated: 'tiny' (all tiny kinds), 'default', 'gemma3-270m' or GGUF paths; "
-                             "packaged models that are not installed are skipped (default: %(default)s)")
+    parser.add_argument(
+        "--models",
+        default="tiny,default,gemma3-270m",
+        help="comma-separated: 'tiny' (all tiny kinds), 'default', 'gemma3-270m' or GGUF paths; "
+        "packaged models that are not installed are skipped (default: %(default)s)",
+    )
     parser.add_argument("--tokens", type=int, default=8192, help="context size in tokens (default: %(default)s)")
-    parser.add_argument("--interval", type=int, default=EngineOptions.checkpoint_interval, help="checkpoint interval (default: %(default)s)")
+    parser.add_argument(
+        "--interval",
+        type=int,
+        default=EngineOptions.checkpoint_interval,
+        help="checkpoint interval (default: %(default)s)",
+    )
     parser.add_argument("--threads", type=int, default=0, help="CPU threads, 0 = all cores")
-    parser.add_argument("--swa-mode", choices=("auto", "checkpoints", "full"), default="auto",
-                        help="sliding-window models: small cache with checkpoints, or the full-size cache (default: %(default)s)")
-    parser.add_argument("--sources", type=Path, default=None, help="folder of source files for the context (default: Python's standard library)")
+    parser.add_argument(
+        "--swa-mode",
+        choices=("auto", "checkpoints", "full"),
+        default="auto",
+        help="sliding-window models: small cache with checkpoints, or the full-size cache (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--sources",
+        type=Path,
+        default=None,
+        help="folder of source files for the context (default: Python's standard library)",
+    )
     parser.add_argument("--skip-llama-cpp-python", action="store_true", help="leave out side (b)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results as JSON")
 
@@ -83,8 +100,21 @@ class ModelResult:
 def source_files(folder: Path | None) -> list[Path]:
     if folder is None:
         folder = Path(json.__file__).parent.parent  # the standard library: real code, on every machine
-        names = ["json/decoder.py", "json/encoder.py", "textwrap.py", "shlex.py", "fnmatch.py", "glob.py",
-                 "bisect.py", "heapq.py", "calendar.py", "csv.py", "string.py", "difflib.py", "argparse.py"]
+        names = [
+            "json/decoder.py",
+            "json/encoder.py",
+            "textwrap.py",
+            "shlex.py",
+            "fnmatch.py",
+            "glob.py",
+            "bisect.py",
+            "heapq.py",
+            "calendar.py",
+            "csv.py",
+            "string.py",
+            "difflib.py",
+            "argparse.py",
+        ]
         return [folder / n for n in names]
     return sorted(p for p in folder.rglob("*") if p.suffix in {".py", ".js", ".ts", ".rs", ".go", ".c", ".h"})
 
@@ -163,16 +193,30 @@ def bench_model(path: Path, label: str, args: argparse.Namespace, log: Callable[
     ours = ContextCache(model, opts)
     # The same engine without checkpoints: the full-reprocess side and the overhead baseline.
     swa_mode: SwaMode = "full" if ours.strategy == "swa-full" else "checkpoints"
-    plain = ContextCache(model, EngineOptions(n_ctx=n_ctx, checkpoint_interval=args.interval, n_threads=args.threads,
-                                              checkpoint_budget_bytes=0, swa_mode=swa_mode))
-    log(f"{label}: {model.kind} model, strategy {ours.strategy}, {len(_flat(segments))} tokens in {len(segments)} files")
+    plain = ContextCache(
+        model,
+        EngineOptions(
+            n_ctx=n_ctx,
+            checkpoint_interval=args.interval,
+            n_threads=args.threads,
+            checkpoint_budget_bytes=0,
+            swa_mode=swa_mode,
+        ),
+    )
+    log(
+        f"{label}: {model.kind} model, strategy {ours.strategy}, {len(_flat(segments))} tokens in {len(segments)} files"
+    )
     for cache in (ours, plain):  # first use allocates and faults in buffers: keep that out of the timings
         cache.update([segments[0][:256]])
         cache.clear()
     _, cold = _timed(lambda: ours.update(segments))
     _, cold_plain = _timed(lambda: plain.update(segments))
-    result = ModelResult(label, model.kind, ours.strategy, cold, cold_plain, len(ours.checkpoints), ours.checkpoints.nbytes)
-    log(f"  cold prefill {cold:.2f}s with checkpoints, {cold_plain:.2f}s without; {len(ours.checkpoints)} checkpoints, {ours.checkpoints.nbytes / 2**20:.1f} MiB")
+    result = ModelResult(
+        label, model.kind, ours.strategy, cold, cold_plain, len(ours.checkpoints), ours.checkpoints.nbytes
+    )
+    log(
+        f"  cold prefill {cold:.2f}s with checkpoints, {cold_plain:.2f}s without; {len(ours.checkpoints)} checkpoints, {ours.checkpoints.nbytes / 2**20:.1f} MiB"
+    )
 
     # The exactness reference: a fresh cache with the same settings, so it decodes in the same
     # batches (on quantized sliding-window models, other batch sizes alone move logits by ~1).
@@ -186,10 +230,16 @@ def bench_model(path: Path, label: str, args: argparse.Namespace, log: Callable[
         stats, seconds = _timed(lambda: ours.update(target))
         plain.clear()
         full_stats, full_seconds = _timed(lambda: plain.update(target))
-        edit = EditResult(where, stats.n_tokens, common_prefix(_flat(previous), _flat(target)),
-                          Side(stats.tokens_reprocessed, seconds), stats.restore_kind, stats.restored_from,
-                          other.run(_flat(target)) if other is not None else None,
-                          Side(full_stats.tokens_reprocessed, full_seconds))
+        edit = EditResult(
+            where,
+            stats.n_tokens,
+            common_prefix(_flat(previous), _flat(target)),
+            Side(stats.tokens_reprocessed, seconds),
+            stats.restore_kind,
+            stats.restored_from,
+            other.run(_flat(target)) if other is not None else None,
+            Side(full_stats.tokens_reprocessed, full_seconds),
+        )
         if reference is not plain:
             reference.clear()
             reference.update(target)
@@ -197,10 +247,16 @@ def bench_model(path: Path, label: str, args: argparse.Namespace, log: Callable[
         greedy = GenerationOptions(max_tokens=16)
         edit.greedy_match = generate(ours, greedy).tokens == generate(reference, greedy).tokens
         result.edits.append(edit)
-        log(f"  {where} edit at {edit.first_changed}: ours {edit.ours.tokens} tok {edit.ours.seconds:.2f}s "
+        log(
+            f"  {where} edit at {edit.first_changed}: ours {edit.ours.tokens} tok {edit.ours.seconds:.2f}s "
             f"(from {stats.restore_kind} at {stats.restored_from}); full {edit.full.tokens} tok {edit.full.seconds:.2f}s"
-            + (f"; llama-cpp-python {edit.llama_cpp_python.tokens} tok {edit.llama_cpp_python.seconds:.2f}s" if edit.llama_cpp_python else "")
-            + f"; greedy match {edit.greedy_match}, max logit diff {edit.max_logit_diff:.2g}")
+            + (
+                f"; llama-cpp-python {edit.llama_cpp_python.tokens} tok {edit.llama_cpp_python.seconds:.2f}s"
+                if edit.llama_cpp_python
+                else ""
+            )
+            + f"; greedy match {edit.greedy_match}, max logit diff {edit.max_logit_diff:.2g}"
+        )
         previous = target
     if other is not None:
         other.close()
@@ -231,25 +287,32 @@ def _models(spec: str, log: Callable[[str], None]) -> list[tuple[str, Path]]:
 
 def print_table(results: list[ModelResult]) -> None:
     print()
-    print("| model | strategy | edit | N | N-p (bound) | ours tok | ours s | llama-cpp-python tok | s | full tok | full s | full/ours | exact |")
+    print(
+        "| model | strategy | edit | N | N-p (bound) | ours tok | ours s | llama-cpp-python tok | s | full tok | full s | full/ours | exact |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         for e in r.edits:
             lcp = e.llama_cpp_python
-            print(f"| {r.model} | {r.strategy} | {e.edit} | {e.n_tokens} | {e.lower_bound} | {e.ours.tokens} | {e.ours.seconds:.2f} | "
-                  f"{lcp.tokens if lcp else '-'} | {f'{lcp.seconds:.2f}' if lcp else '-'} | {e.full.tokens} | {e.full.seconds:.2f} | "
-                  f"{e.full.seconds / max(e.ours.seconds, 1e-9):.1f}x | {'greedy same' if e.greedy_match else 'greedy DIFFERS'}, Δlogit {e.max_logit_diff:.2g} |")
+            print(
+                f"| {r.model} | {r.strategy} | {e.edit} | {e.n_tokens} | {e.lower_bound} | {e.ours.tokens} | {e.ours.seconds:.2f} | "
+                f"{lcp.tokens if lcp else '-'} | {f'{lcp.seconds:.2f}' if lcp else '-'} | {e.full.tokens} | {e.full.seconds:.2f} | "
+                f"{e.full.seconds / max(e.ours.seconds, 1e-9):.1f}x | {'greedy same' if e.greedy_match else 'greedy DIFFERS'}, Δlogit {e.max_logit_diff:.2g} |"
+            )
     print()
     print("| model | cold prefill s (checkpoints) | without | overhead | checkpoints | checkpoint MiB |")
     print("|---|---|---|---|---|---|")
     for r in results:
         overhead = (r.cold_seconds / r.cold_seconds_without_checkpoints - 1) * 100
-        print(f"| {r.model} | {r.cold_seconds:.2f} | {r.cold_seconds_without_checkpoints:.2f} | {overhead:+.1f}% | {r.checkpoints} | {r.checkpoint_bytes / 2**20:.1f} |")
+        print(
+            f"| {r.model} | {r.cold_seconds:.2f} | {r.cold_seconds_without_checkpoints:.2f} | {overhead:+.1f}% | {r.checkpoints} | {r.checkpoint_bytes / 2**20:.1f} |"
+        )
     print(f"\npeak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 
 
 def run(args: argparse.Namespace) -> int:
     quiet.report()
+
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 

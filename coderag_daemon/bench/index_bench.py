@@ -16,7 +16,6 @@ import json
 import os
 import resource
 import shutil
-import statistics
 import subprocess
 import sys
 import sysconfig
@@ -26,8 +25,8 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
-from ..workspace.admission import SKIPPED_DIR_NAMES, AdmissionOptions, AdmissionPolicy
 from ..index import WorkspaceIndex, retrieve
+from ..workspace.admission import SKIPPED_DIR_NAMES, AdmissionOptions, AdmissionPolicy
 from . import quiet
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
@@ -38,8 +37,13 @@ HOT_SECONDS = 2.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--source", action="append", default=None, metavar="DIR",
-                        help="copy source files from DIR (repeatable; default: the interpreter's library folders)")
+    parser.add_argument(
+        "--source",
+        action="append",
+        default=None,
+        metavar="DIR",
+        help="copy source files from DIR (repeatable; default: the interpreter's library folders)",
+    )
     parser.add_argument("--files", type=int, default=5000, help="source files to copy at most (default: %(default)s)")
     parser.add_argument("--updates", type=int, default=20, help="single-file updates to time (default: %(default)s)")
 
@@ -52,8 +56,11 @@ def run(args: argparse.Namespace) -> int:
         tree = work / "tree"
         copied = _copy_sources(sources, tree, args.files)
         print(f"copied {copied} source files from {', '.join(map(str, sources))}", flush=True)
-        child = subprocess.run([sys.executable, "-m", __name__, str(tree), str(work / "cache"), str(args.updates)],
-                               capture_output=True, text=True)
+        child = subprocess.run(
+            [sys.executable, "-m", __name__, str(tree), str(work / "cache"), str(args.updates)],
+            capture_output=True,
+            text=True,
+        )
         if child.returncode != 0:
             print(child.stderr, file=sys.stderr)
             return 1
@@ -65,8 +72,13 @@ def run(args: argparse.Namespace) -> int:
         jinja = json.loads((FIXTURES / "jinja2_questions.json").read_text(encoding="utf-8"))
         spec = find_spec(jinja["package"])
         if spec is not None and spec.origin is not None:
-            sets.append((f"{jinja['package']} (installed package)", Path(spec.origin).parent,
-                         [(q["question"], q["file"]) for q in jinja["questions"]]))
+            sets.append(
+                (
+                    f"{jinja['package']} (installed package)",
+                    Path(spec.origin).parent,
+                    [(q["question"], q["file"]) for q in jinja["questions"]],
+                )
+            )
         _print_figures(figures, [(name, _accuracy(root, questions)) for name, root, questions in sets])
         return 0
     finally:
@@ -127,17 +139,29 @@ def _print_figures(f: dict[str, Any], accuracy: list[tuple[str, tuple[int, int, 
     print()
     print("| figure | value |")
     print("|---|---|")
-    print(f"| tree | {f['files']} files indexed, {f['mib']:.1f} MiB of text, {f['chunks']} chunks, {f['terms']} distinct terms |")
+    print(
+        f"| tree | {f['files']} files indexed, {f['mib']:.1f} MiB of text, {f['chunks']} chunks, {f['terms']} distinct terms |"
+    )
     print(f"| build from scratch | {f['build_s']:.1f} s |")
     print(f"| peak extra memory during the build (RSS over the interpreter after imports) | {f['peak_mib']:.0f} MiB |")
-    print(f"| restart on the unchanged tree (saved index; {f['restart_chunked']} files re-read and chunked) | {f['restart_s']:.2f} s |")
-    print(f"| single-file update, write to searchable (p50 / p95 of {f['updates']}) | "
-          f"{f['update_p50_ms']:.1f} / {f['update_p95_ms']:.1f} ms |")
-    print(f"| file written {f['hot_writes']} times in {HOT_SECONDS:.0f} s, each reported | {f['hot_indexed']} re-indexes |")
-    print(f"| retrieval per question over the whole tree (p50 / p95 of {f['questions']}) | "
-          f"{f['retrieve_p50_ms']:.1f} / {f['retrieve_p95_ms']:.1f} ms |")
+    print(
+        f"| restart on the unchanged tree (saved index; {f['restart_chunked']} files re-read and chunked) | {f['restart_s']:.2f} s |"
+    )
+    print(
+        f"| single-file update, write to searchable (p50 / p95 of {f['updates']}) | "
+        f"{f['update_p50_ms']:.1f} / {f['update_p95_ms']:.1f} ms |"
+    )
+    print(
+        f"| file written {f['hot_writes']} times in {HOT_SECONDS:.0f} s, each reported | {f['hot_indexed']} re-indexes |"
+    )
+    print(
+        f"| retrieval per question over the whole tree (p50 / p95 of {f['questions']}) | "
+        f"{f['retrieve_p50_ms']:.1f} / {f['retrieve_p95_ms']:.1f} ms |"
+    )
     for name, (first, top5, total) in accuracy:
-        print(f"| {name}: right file first / in the top 5 | {first}/{total} / {top5}/{total} ({100 * top5 / total:.0f}%) |")
+        print(
+            f"| {name}: right file first / in the top 5 | {first}/{total} / {top5}/{total} ({100 * top5 / total:.0f}%) |"
+        )
 
 
 def _rss_mib() -> float:
@@ -157,7 +181,9 @@ def _measure(tree: Path, cache: Path, updates: int) -> dict[str, Any]:
     f.update(files=stats["files"], chunks=stats["chunks"], terms=stats["terms"], mib=stats["bytes"] / 2**20)
 
     questions = [q["question"] for q in _questions(SAMPLE / "QUESTIONS.json")]
-    questions += [q["question"] for q in json.loads((FIXTURES / "jinja2_questions.json").read_text(encoding="utf-8"))["questions"]]
+    questions += [
+        q["question"] for q in json.loads((FIXTURES / "jinja2_questions.json").read_text(encoding="utf-8"))["questions"]
+    ]
     timings = []
     for _ in range(3):
         for question in questions:

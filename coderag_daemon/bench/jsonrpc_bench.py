@@ -68,15 +68,19 @@ def _messages() -> list[tuple[str, str, Any]]:
     source = "".join(p.read_text(encoding="utf-8") for p in sorted(PACKAGE.rglob("*.py")))
     text = (source * (DOCUMENT_CHARS // max(len(source), 1) + 1))[:DOCUMENT_CHARS]
     did_open = types.DidOpenTextDocumentParams(
-        text_document=types.TextDocumentItem(uri=URI, language_id="python", version=1, text=text))
+        text_document=types.TextDocumentItem(uri=URI, language_id="python", version=1, text=text)
+    )
     here = types.Position(line=120, character=17)
     did_change = types.DidChangeTextDocumentParams(
         text_document=types.VersionedTextDocumentIdentifier(uri=URI, version=2),
-        content_changes=[types.TextDocumentContentChangePartial(range=types.Range(start=here, end=here), text="x")])
+        content_changes=[types.TextDocumentContentChangePartial(range=types.Range(start=here, end=here), text="x")],
+    )
     delta = {"token": "chat-1", "delta": " the"}
-    return [("didOpen, 100 KB", types.TEXT_DOCUMENT_DID_OPEN, did_open),
-            ("didChange, 1 char", types.TEXT_DOCUMENT_DID_CHANGE, did_change),
-            ("chatDelta", methods.CHAT_DELTA, delta)]
+    return [
+        ("didOpen, 100 KB", types.TEXT_DOCUMENT_DID_OPEN, did_open),
+        ("didChange, 1 char", types.TEXT_DOCUMENT_DID_CHANGE, did_change),
+        ("chatDelta", methods.CHAT_DELTA, delta),
+    ]
 
 
 def _body(framed: bytes) -> bytes:
@@ -99,8 +103,12 @@ def _best_us(fns: tuple[Callable[[], Any], ...], seconds: float, repeats: int = 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--seconds", type=float, default=1.0,
-                        help="time spent on each row, the best of 5 runs reported (default: %(default)s)")
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=1.0,
+        help="time spent on each row, the best of 5 runs reported (default: %(default)s)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -115,12 +123,17 @@ def run(args: argparse.Namespace) -> int:
         if json.loads(_body(before_out.last)) != json.loads(body):
             print(f"{label}: json and orjson wrote different messages", file=sys.stderr)
             return 1
-        rows = [("write", partial(before.notify, method, params), partial(after.notify, method, params)),
-                ("read", partial(json.loads, body), partial(loads, body))]
+        rows = [
+            ("write", partial(before.notify, method, params), partial(after.notify, method, params)),
+            ("read", partial(json.loads, body), partial(loads, body)),
+        ]
         for direction, with_json, with_orjson in rows:
             json_us, orjson_us = _best_us((with_json, with_orjson), args.seconds)
-            print(f"{label:<18} {len(body):>7}  {direction:<9} {json_us:>9.1f} {orjson_us:>10.1f} "
-                  f"{json_us / orjson_us:>7.1f}x", flush=True)
+            print(
+                f"{label:<18} {len(body):>7}  {direction:<9} {json_us:>9.1f} {orjson_us:>10.1f} "
+                f"{json_us / orjson_us:>7.1f}x",
+                flush=True,
+            )
     return 0
 
 

@@ -20,7 +20,9 @@ from typing import Any
 def main(model: str, n_ctx: int, threads: int) -> None:
     from llama_cpp import Llama
 
-    llm = Llama(model_path=model, n_ctx=n_ctx, n_threads=threads or None, n_threads_batch=threads or None, verbose=False)
+    llm = Llama(
+        model_path=model, n_ctx=n_ctx, n_threads=threads or None, n_threads_batch=threads or None, verbose=False
+    )
     calls: list[int] = []
     original = llm.eval
 
@@ -34,7 +36,9 @@ def main(model: str, n_ctx: int, threads: int) -> None:
         calls.clear()
         t0 = time.perf_counter()
         if "messages" in request:
-            out: Any = llm.create_chat_completion(request["messages"], max_tokens=request["max_tokens"], temperature=0.0)
+            out: Any = llm.create_chat_completion(
+                request["messages"], max_tokens=request["max_tokens"], temperature=0.0
+            )
             text, generated = out["choices"][0]["message"]["content"] or "", out["usage"]["completion_tokens"]
         else:
             stop = set(request["stop"])
@@ -46,8 +50,17 @@ def main(model: str, n_ctx: int, threads: int) -> None:
                 if len(pieces) == request["max_tokens"]:
                     break
             text, generated = llm.detokenize(pieces).decode(errors="replace"), len(pieces)
-        print(json.dumps({"tokens": calls[0] if calls else 0, "seconds": time.perf_counter() - t0,
-                          "generated": generated, "text": text}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "tokens": calls[0] if calls else 0,
+                    "seconds": time.perf_counter() - t0,
+                    "generated": generated,
+                    "text": text,
+                }
+            ),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

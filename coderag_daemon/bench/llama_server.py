@@ -28,10 +28,17 @@ from typing import Any
 BUILD_ROOT = Path(__file__).resolve().parents[2] / ".build"
 NO_AMX = "-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
 CMAKE_OPTIONS = [
-    "-DCMAKE_BUILD_TYPE=Release", f"-DCMAKE_C_FLAGS={NO_AMX}", f"-DCMAKE_CXX_FLAGS={NO_AMX}",
-    "-DBUILD_SHARED_LIBS=OFF", "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF",
-    "-DLLAMA_BUILD_SERVER=ON", "-DLLAMA_BUILD_APP=OFF", "-DLLAMA_BUILD_UI=OFF",
-    "-DLLAMA_USE_PREBUILT_UI=OFF", "-DLLAMA_OPENSSL=OFF",
+    "-DCMAKE_BUILD_TYPE=Release",
+    f"-DCMAKE_C_FLAGS={NO_AMX}",
+    f"-DCMAKE_CXX_FLAGS={NO_AMX}",
+    "-DBUILD_SHARED_LIBS=OFF",
+    "-DLLAMA_BUILD_TESTS=OFF",
+    "-DLLAMA_BUILD_EXAMPLES=OFF",
+    "-DLLAMA_BUILD_SERVER=ON",
+    "-DLLAMA_BUILD_APP=OFF",
+    "-DLLAMA_BUILD_UI=OFF",
+    "-DLLAMA_USE_PREBUILT_UI=OFF",
+    "-DLLAMA_OPENSSL=OFF",
 ]
 
 
@@ -60,21 +67,31 @@ class ServerBuild:
         """Build once (several minutes); later calls return the binary at once."""
         if self.ready():
             return self.binary
-        log(f"Building llama-server from llama-cpp-python {self.version}'s llama.cpp, AMX disabled "
-            f"(once, into {self.root}; several minutes)...")
+        log(
+            f"Building llama-server from llama-cpp-python {self.version}'s llama.cpp, AMX disabled "
+            f"(once, into {self.root}; several minutes)..."
+        )
         t0 = time.monotonic()
         source = self._fetch_source()
         llama_cpp = source / "vendor" / "llama.cpp"
         cmake_dir = self.root / "cmake"
         jobs = str(os.cpu_count() or 2)
-        subprocess.run(["cmake", "-S", str(llama_cpp), "-B", str(cmake_dir), *CMAKE_OPTIONS],
-                       check=True, stdout=subprocess.DEVNULL)
-        subprocess.run(["cmake", "--build", str(cmake_dir), "--target", "llama-server", "-j", jobs],
-                       check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            ["cmake", "-S", str(llama_cpp), "-B", str(cmake_dir), *CMAKE_OPTIONS], check=True, stdout=subprocess.DEVNULL
+        )
+        subprocess.run(
+            ["cmake", "--build", str(cmake_dir), "--target", "llama-server", "-j", jobs],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         self.binary.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(cmake_dir / "bin" / "llama-server", self.binary)
-        info = {"llama_cpp_python": self.version, "llama_cpp_commit": _vendored_commit(source),
-                "cmake_options": CMAKE_OPTIONS, "build_seconds": round(time.monotonic() - t0)}
+        info = {
+            "llama_cpp_python": self.version,
+            "llama_cpp_commit": _vendored_commit(source),
+            "cmake_options": CMAKE_OPTIONS,
+            "build_seconds": round(time.monotonic() - t0),
+        }
         (self.root / "build_info.json").write_text(json.dumps(info, indent=2))
         shutil.rmtree(cmake_dir, ignore_errors=True)
         log(f"Built {self.binary} in {info['build_seconds']} s")
@@ -83,16 +100,34 @@ class ServerBuild:
     def _fetch_source(self) -> Path:
         """llama-cpp-python's sdist, unpacked down to its changelog and vendored llama.cpp tree."""
         download = self.root / "sdist"
-        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", "llama-cpp-python",
-                        "-d", str(download), f"llama-cpp-python=={self.version}"], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                "--no-binary",
+                "llama-cpp-python",
+                "-d",
+                str(download),
+                f"llama-cpp-python=={self.version}",
+            ],
+            check=True,
+        )
         archive = next(download.glob("llama_cpp_python-*.tar.gz"))
         source = self.root / "src"
         shutil.rmtree(source, ignore_errors=True)
         with tarfile.open(archive) as tar:
             top = f"llama_cpp_python-{self.version}/"
-            members = [m for m in tar.getmembers() if m.name.startswith(top + "vendor/llama.cpp/") or m.name == top + "CHANGELOG.md"]
+            members = [
+                m
+                for m in tar.getmembers()
+                if m.name.startswith(top + "vendor/llama.cpp/") or m.name == top + "CHANGELOG.md"
+            ]
             for m in members:
-                m.name = m.name[len(top):]
+                m.name = m.name[len(top) :]
             tar.extractall(source, members=members, filter="data")
         return source
 
@@ -117,7 +152,8 @@ def best_settings(kind: str) -> ServerSettings:
     whole window (`--swa-full`) so they can be truncated anywhere; recurrent and hybrid state gets
     many checkpoints at a small spacing."""
     flags = {"dense": ("--cache-reuse", "256"), "swa": ("--swa-full",)}.get(
-        kind, ("--ctx-checkpoints", "64", "--checkpoint-min-step", "256"))
+        kind, ("--ctx-checkpoints", "64", "--checkpoint-min-step", "256")
+    )
     return ServerSettings("llama-server best", flags)
 
 
@@ -127,14 +163,33 @@ DEFAULT_SETTINGS = ServerSettings("llama-server default")
 class LlamaServer:
     """A llama-server process with one slot on a free local port, and its HTTP API."""
 
-    def __init__(self, binary: Path, model: Path, n_ctx: int, threads: int, settings: ServerSettings, log: Path) -> None:
+    def __init__(
+        self, binary: Path, model: Path, n_ctx: int, threads: int, settings: ServerSettings, log: Path
+    ) -> None:
         self.port = _free_port()
         self.settings = settings
         self.log_path = log
-        command = [str(binary), "-m", str(model), "--host", "127.0.0.1", "--port", str(self.port), "-c", str(n_ctx),
-                   "-np", "1", "-t", str(threads), "-tb", str(threads), "--no-webui",
-                   "-lv", "4",  # trace level: the log then names each checkpoint it creates
-                   *settings.flags]
+        command = [
+            str(binary),
+            "-m",
+            str(model),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "-c",
+            str(n_ctx),
+            "-np",
+            "1",
+            "-t",
+            str(threads),
+            "-tb",
+            str(threads),
+            "--no-webui",
+            "-lv",
+            "4",  # trace level: the log then names each checkpoint it creates
+            *settings.flags,
+        ]
         self._log = log.open("w")
         self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT)
         self._wait_healthy()
@@ -157,8 +212,11 @@ class LlamaServer:
             return json.loads(r.read())
 
     def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}{path}",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(req, timeout=3600) as r:
             return json.loads(r.read())
 
@@ -169,7 +227,9 @@ class LlamaServer:
         """The most checkpoint memory the slot held, from the log: "created context checkpoint i of
         n (… size = S MiB)" means i checkpoints of about S MiB each are alive."""
         pattern = re.compile(r"created context checkpoint (\d+) of \d+ .*size = ([0-9.]+) MiB")
-        sizes = [int(m.group(1)) * float(m.group(2)) for m in pattern.finditer(self.log_path.read_text(errors="replace"))]
+        sizes = [
+            int(m.group(1)) * float(m.group(2)) for m in pattern.finditer(self.log_path.read_text(errors="replace"))
+        ]
         return int(max(sizes, default=0.0) * 2**20)
 
     def close(self) -> None:

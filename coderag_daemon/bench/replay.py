@@ -14,9 +14,9 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from .workload import Chat, Edit, Step, Workload, fit_files, typed_line
 
@@ -43,14 +43,34 @@ def _wheel_sources(package: str, version: str, cache: Path) -> dict[str, str]:
     """Python sources of a pure-Python wheel, downloaded once into `cache`."""
     folder = cache / f"{package}-{version}"
     if not any(folder.glob("*.whl")):
-        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary", ":all:",
-                        "-d", str(folder), f"{package}=={version}"], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                "--only-binary",
+                ":all:",
+                "-d",
+                str(folder),
+                f"{package}=={version}",
+            ],
+            check=True,
+        )
     with zipfile.ZipFile(next(folder.glob("*.whl"))) as whl:
         return {n: whl.read(n).decode() for n in whl.namelist() if n.endswith(".py")}
 
 
-def replay_session(source: ReplaySource, count_tokens: Callable[[str], int], context_tokens: int,
-                   max_lines: int, chats: int, cache: Path | None = None) -> Workload:
+def replay_session(
+    source: ReplaySource,
+    count_tokens: Callable[[str], int],
+    context_tokens: int,
+    max_lines: int,
+    chats: int,
+    cache: Path | None = None,
+) -> Workload:
     """The steps that type `source.old` into `source.new`, at most `max_lines` typed lines.
 
     Unchanged files are cut to fit `context_tokens` (changed files are kept whole: they are typed in);
@@ -87,9 +107,14 @@ def replay_session(source: ReplaySource, count_tokens: Callable[[str], int], con
                 touched.setdefault(rel)
             shift += (j2 - j1) - (i2 - i1)
     _insert_chats(steps, labels, chats)
-    return Workload("replay", files, steps,
-                    f"{source.describe()}: {typed} lines typed in {len(touched)} of the {len(changed)} changed files "
-                    f"({', '.join(touched)}), {chats} questions; {len(files)} files open", labels)
+    return Workload(
+        "replay",
+        files,
+        steps,
+        f"{source.describe()}: {typed} lines typed in {len(touched)} of the {len(changed)} changed files "
+        f"({', '.join(touched)}), {chats} questions; {len(files)} files open",
+        labels,
+    )
 
 
 def _insert_chats(steps: list[Step], labels: list[str], chats: int) -> None:

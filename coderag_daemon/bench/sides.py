@@ -24,9 +24,9 @@ from typing import Any
 
 from lsprotocol import types
 
-from ..workspace.documents import path_to_uri
 from ..engine import Model
 from ..prompting.prompts import PromptLayout, detect_layout
+from ..workspace.documents import path_to_uri
 from .editor_session import Session
 from .llama_server import LlamaServer, ServerSettings, peak_rss
 from .workload import Chat, Complete, Edit, Editor, Workload, chat_messages, fixed_order_request
@@ -73,7 +73,9 @@ class SideResult:
         values = sorted(r.seconds for r in self.requests if r.kind == kind)
         if not values:
             return float("nan")
-        return statistics.quantiles(values, n=100, method="inclusive")[int(q * 100) - 1] if len(values) > 1 else values[0]
+        return (
+            statistics.quantiles(values, n=100, method="inclusive")[int(q * 100) - 1] if len(values) > 1 else values[0]
+        )
 
 
 class DaemonSide:
@@ -90,13 +92,32 @@ class DaemonSide:
         o = self.options
         # every completion waits for the whole context, as every other side's prompt holds it
         await self.session.client.start_io(
-            sys.executable, "-m", "coderag_daemon", "--model", str(self.model), "--threads", str(o.threads),
-            "--n-ctx", str(o.n_ctx), "--context-tokens", str(o.context_tokens), "--log-level", "WARNING",
-            "--max-completion-tokens", str(o.completion_tokens), "--max-chat-tokens", str(o.chat_tokens),
-            "--completion-wait-tokens", "131072")
-        await self.session.client.initialize_async(types.InitializeParams(
-            capabilities=types.ClientCapabilities(),
-            workspace_folders=[types.WorkspaceFolder(uri=path_to_uri(self.work), name=self.work.name)]))
+            sys.executable,
+            "-m",
+            "coderag_daemon",
+            "--model",
+            str(self.model),
+            "--threads",
+            str(o.threads),
+            "--n-ctx",
+            str(o.n_ctx),
+            "--context-tokens",
+            str(o.context_tokens),
+            "--log-level",
+            "WARNING",
+            "--max-completion-tokens",
+            str(o.completion_tokens),
+            "--max-chat-tokens",
+            str(o.chat_tokens),
+            "--completion-wait-tokens",
+            "131072",
+        )
+        await self.session.client.initialize_async(
+            types.InitializeParams(
+                capabilities=types.ClientCapabilities(),
+                workspace_folders=[types.WorkspaceFolder(uri=path_to_uri(self.work), name=self.work.name)],
+            )
+        )
         self.session.client.initialized(types.InitializedParams())
         ready = await self.session.wait_state("ready", "error")
         if ready["state"] == "error":
@@ -107,22 +128,42 @@ class DaemonSide:
     async def edit(self, step: Edit) -> None:
         s, uri = self.session, self.uris[step.path]
         s.versions[uri] += 1
-        s.client.text_document_did_change(types.DidChangeTextDocumentParams(
-            text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=s.versions[uri]),
-            content_changes=[types.TextDocumentContentChangePartial(
-                range=types.Range(start=types.Position(line=step.line, character=0),
-                                  end=types.Position(line=step.end_line, character=0)), text=step.text)]))
+        s.client.text_document_did_change(
+            types.DidChangeTextDocumentParams(
+                text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=s.versions[uri]),
+                content_changes=[
+                    types.TextDocumentContentChangePartial(
+                        range=types.Range(
+                            start=types.Position(line=step.line, character=0),
+                            end=types.Position(line=step.end_line, character=0),
+                        ),
+                        text=step.text,
+                    )
+                ],
+            )
+        )
 
     async def complete(self, step: Complete, label: str) -> Request:
         text, seconds, figures = await self.session.complete(self.uris[step.path], step.line, step.character)
-        return Request(label, "complete", figures.get("tokensReprocessed", 0), seconds, figures.get("tokensGenerated", 0), text)
+        return Request(
+            label, "complete", figures.get("tokensReprocessed", 0), seconds, figures.get("tokensGenerated", 0), text
+        )
 
     async def chat(self, step: Chat, label: str) -> Request:
         t0 = time.perf_counter()
-        result = await self.session.client.protocol.send_request_async("coderag/chat", {
-            "question": step.question, "uri": self.uris[step.path], "position": {"line": step.line, "character": 0}})
+        result = await self.session.client.protocol.send_request_async(
+            "coderag/chat",
+            {"question": step.question, "uri": self.uris[step.path], "position": {"line": step.line, "character": 0}},
+        )
         stats = result["stats"]
-        return Request(label, "chat", stats["tokensReprocessed"], time.perf_counter() - t0, stats["tokensGenerated"], result["answer"])
+        return Request(
+            label,
+            "chat",
+            stats["tokensReprocessed"],
+            time.perf_counter() - t0,
+            stats["tokensGenerated"],
+            result["answer"],
+        )
 
     async def from_scratch(self, step: Complete) -> str:
         """The same completion with the cache dropped first: the reference for exactness."""
@@ -171,8 +212,9 @@ class _FixedOrderClient:
 
 
 class ServerSide(_FixedOrderClient):
-    def __init__(self, binary: Path, model: Path, layout: PromptLayout, options: RunOptions, settings: ServerSettings,
-                 log: Path) -> None:
+    def __init__(
+        self, binary: Path, model: Path, layout: PromptLayout, options: RunOptions, settings: ServerSettings, log: Path
+    ) -> None:
         super().__init__(layout, options)
         self.name = settings.label
         self.binary, self.model, self.settings, self.log = binary, model, settings, log
@@ -180,8 +222,9 @@ class ServerSide(_FixedOrderClient):
 
     async def start(self, workload: Workload) -> None:
         self.editor = Editor(workload.files)
-        self.server = await asyncio.to_thread(LlamaServer, self.binary, self.model, self.options.n_ctx,
-                                              self.options.threads, self.settings, self.log)
+        self.server = await asyncio.to_thread(
+            LlamaServer, self.binary, self.model, self.options.n_ctx, self.options.threads, self.settings, self.log
+        )
 
     async def complete(self, step: Complete, label: str) -> Request:
         assert self.editor is not None and self.server is not None
@@ -194,17 +237,29 @@ class ServerSide(_FixedOrderClient):
         t0 = time.perf_counter()
         out = await asyncio.to_thread(self.server.post, path, body)
         seconds = time.perf_counter() - t0
-        return Request(label, "complete", out["timings"]["prompt_n"], seconds, out["timings"]["predicted_n"], out["content"])
+        return Request(
+            label, "complete", out["timings"]["prompt_n"], seconds, out["timings"]["predicted_n"], out["content"]
+        )
 
     async def chat(self, step: Chat, label: str) -> Request:
         assert self.editor is not None and self.server is not None
-        body = {"messages": chat_messages(self.editor, step), "max_tokens": self.options.chat_tokens,
-                "temperature": 0.0, "cache_prompt": True}
+        body = {
+            "messages": chat_messages(self.editor, step),
+            "max_tokens": self.options.chat_tokens,
+            "temperature": 0.0,
+            "cache_prompt": True,
+        }
         t0 = time.perf_counter()
         out = await asyncio.to_thread(self.server.post, "/v1/chat/completions", body)
         seconds = time.perf_counter() - t0
-        return Request(label, "chat", out["timings"]["prompt_n"], seconds, out["timings"]["predicted_n"],
-                       out["choices"][0]["message"]["content"] or "")
+        return Request(
+            label,
+            "chat",
+            out["timings"]["prompt_n"],
+            seconds,
+            out["timings"]["predicted_n"],
+            out["choices"][0]["message"]["content"] or "",
+        )
 
     async def finish(self, result: SideResult) -> None:
         assert self.server is not None
@@ -224,9 +279,18 @@ class LlamaCppPythonSide(_FixedOrderClient):
     async def start(self, workload: Workload) -> None:
         self.editor = Editor(workload.files)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "coderag_daemon.bench.llama_cpp_python_side", str(self.model),
-             str(self.options.n_ctx), str(self.options.threads)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            [
+                sys.executable,
+                "-m",
+                "coderag_daemon.bench.llama_cpp_python_side",
+                str(self.model),
+                str(self.options.n_ctx),
+                str(self.options.threads),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
 
     def _ask(self, request: dict[str, Any]) -> dict[str, Any]:
         assert self.process is not None and self.process.stdin is not None and self.process.stdout is not None
@@ -238,14 +302,19 @@ class LlamaCppPythonSide(_FixedOrderClient):
         return json.loads(line)
 
     async def complete(self, step: Complete, label: str) -> Request:
-        request = {"tokens": self._prompt_tokens(step), "max_tokens": self.options.completion_tokens,
-                   "stop": sorted(self.layout.stop_tokens)}
+        request = {
+            "tokens": self._prompt_tokens(step),
+            "max_tokens": self.options.completion_tokens,
+            "stop": sorted(self.layout.stop_tokens),
+        }
         out = await asyncio.to_thread(self._ask, request)
         return Request(label, "complete", out["tokens"], out["seconds"], out["generated"], out["text"])
 
     async def chat(self, step: Chat, label: str) -> Request:
         assert self.editor is not None
-        out = await asyncio.to_thread(self._ask, {"messages": chat_messages(self.editor, step), "max_tokens": self.options.chat_tokens})
+        out = await asyncio.to_thread(
+            self._ask, {"messages": chat_messages(self.editor, step), "max_tokens": self.options.chat_tokens}
+        )
         return Request(label, "chat", out["tokens"], out["seconds"], out["generated"], out["text"])
 
     async def finish(self, result: SideResult) -> None:
@@ -272,8 +341,12 @@ async def replay(side: Side, workload: Workload, model_label: str, check_exact: 
             label = next(labels)
             request = await (side.complete(step, label) if isinstance(step, Complete) else side.chat(step, label))
             result.requests.append(request)
-            print(f"    {side.name:<22} {label:<28} {request.tokens:>6} tokens {request.seconds:7.2f} s  "
-                  f"{request.text[:40]!r}", file=sys.stderr, flush=True)
+            print(
+                f"    {side.name:<22} {label:<28} {request.tokens:>6} tokens {request.seconds:7.2f} s  "
+                f"{request.text[:40]!r}",
+                file=sys.stderr,
+                flush=True,
+            )
             if label == check_exact and isinstance(side, DaemonSide) and isinstance(step, Complete):
                 result.exact = await side.from_scratch(step) == request.text
     finally:

@@ -9,9 +9,9 @@ opened, then the current file's lines around the cursor.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 # llama.vscode's defaults: lines of the current file before and after the cursor line.
 VSCODE_PREFIX_LINES = 256
@@ -71,7 +71,7 @@ class Editor:
     def apply(self, edit: Edit) -> None:
         lines = self.lines[edit.path]
         new = edit.text.split("\n")[:-1] if edit.text else []
-        lines[edit.line:edit.end_line] = new
+        lines[edit.line : edit.end_line] = new
 
     def text(self, rel: str) -> str:
         return "\n".join(self.lines[rel])
@@ -87,25 +87,35 @@ class FixedOrderRequest:
     suffix: str
 
     def as_infill(self) -> dict[str, object]:
-        return {"input_extra": [{"filename": f, "text": t} for f, t in self.extra],
-                "input_prefix": self.prefix, "prompt": self.prompt, "input_suffix": self.suffix}
+        return {
+            "input_extra": [{"filename": f, "text": t} for f, t in self.extra],
+            "input_prefix": self.prefix,
+            "prompt": self.prompt,
+            "input_suffix": self.suffix,
+        }
 
 
 def fixed_order_request(editor: Editor, step: Complete) -> FixedOrderRequest:
     lines = editor.lines[step.path]
     current = lines[step.line]
-    before = lines[max(0, step.line - VSCODE_PREFIX_LINES):step.line]
-    after = lines[step.line + 1:step.line + 1 + VSCODE_SUFFIX_LINES]
+    before = lines[max(0, step.line - VSCODE_PREFIX_LINES) : step.line]
+    after = lines[step.line + 1 : step.line + 1 + VSCODE_SUFFIX_LINES]
     extra = [(rel, editor.text(rel)) for rel in editor.order if rel != step.path]
-    return FixedOrderRequest(extra, "".join(ln + "\n" for ln in before), current[:step.character],
-                             current[step.character:] + "\n" + "\n".join(after))
+    return FixedOrderRequest(
+        extra,
+        "".join(ln + "\n" for ln in before),
+        current[: step.character],
+        current[step.character :] + "\n" + "\n".join(after),
+    )
 
 
 def chat_messages(editor: Editor, step: Chat) -> list[dict[str, str]]:
     """A chat with the project: every file in the fixed order in the system message, then the question."""
     files = "\n\n".join(f"File {rel}:\n```\n{editor.text(rel)}\n```" for rel in editor.order)
-    return [{"role": "system", "content": f"You answer questions about this project.\n\n{files}"},
-            {"role": "user", "content": f"(I am in {step.path}, line {step.line + 1}.) {step.question}"}]
+    return [
+        {"role": "system", "content": f"You answer questions about this project.\n\n{files}"},
+        {"role": "user", "content": f"(I am in {step.path}, line {step.line + 1}.) {step.question}"},
+    ]
 
 
 def typed_line(path: str, line: int, text: str) -> list[Step]:
@@ -135,8 +145,17 @@ def mid_edit(count_tokens: Callable[[str], int], tokens: int) -> Workload:
     file warms every side, then a line typed in the middle of the middle file, completed at once,
     then a line typed near the end of the last file, completed at once."""
     std = Path(json.__file__).parent.parent
-    names = ["json/decoder.py", "json/encoder.py", "textwrap.py", "shlex.py", "fnmatch.py", "glob.py",
-             "bisect.py", "heapq.py", "calendar.py"]
+    names = [
+        "json/decoder.py",
+        "json/encoder.py",
+        "textwrap.py",
+        "shlex.py",
+        "fnmatch.py",
+        "glob.py",
+        "bisect.py",
+        "heapq.py",
+        "calendar.py",
+    ]
     files = fit_files({f"lib/{n}": (std / n).read_text() for n in names}, count_tokens, tokens)
     order = list(files)
     middle, last = order[len(order) // 2], order[-1]
@@ -145,9 +164,14 @@ def mid_edit(count_tokens: Callable[[str], int], tokens: int) -> Workload:
     steps: list[Step] = [Complete(last, _body_line(files[last], 0.5), 0)]
     steps += typed_line(middle, mid_line, _indent_of(files[middle], mid_line) + "retries = max(retries - 1, 0)")
     steps += typed_line(last, end_line, _indent_of(files[last], end_line) + "retries = max(retries - 1, 0)")
-    return Workload("mid-edit", files, steps,
-                    f"{len(files)} files of Python's standard library; a line typed in {middle} (the middle "
-                    f"of the context), then one near the end of {last}", ["cold", "mid edit", "end edit"])
+    return Workload(
+        "mid-edit",
+        files,
+        steps,
+        f"{len(files)} files of Python's standard library; a line typed in {middle} (the middle "
+        f"of the context), then one near the end of {last}",
+        ["cold", "mid edit", "end edit"],
+    )
 
 
 def _body_line(text: str, fraction: float) -> int:
@@ -155,7 +179,11 @@ def _body_line(text: str, fraction: float) -> int:
     lines = text.split("\n")
     start = int(len(lines) * fraction)
     for i in list(range(start, len(lines))) + list(range(start, 0, -1)):
-        if lines[i].startswith("    ") and lines[i].strip() and not lines[i].strip().startswith(("#", '"', "'", ")", "]", "}")):
+        if (
+            lines[i].startswith("    ")
+            and lines[i].strip()
+            and not lines[i].strip().startswith(("#", '"', "'", ")", "]", "}"))
+        ):
             return i
     return start
 

@@ -7,7 +7,17 @@ from .options import EngineOptions
 from .snapshot import model_digest, snapshot_key
 
 __all__ = [
-    "ContextCache", "ContextOverflowError", "EngineError", "EngineOptions", "Generation",
-    "GenerationOptions", "Model", "ModelError", "SnapshotError", "UpdateStats", "generate", "model_digest",
+    "ContextCache",
+    "ContextOverflowError",
+    "EngineError",
+    "EngineOptions",
+    "Generation",
+    "GenerationOptions",
+    "Model",
+    "ModelError",
+    "SnapshotError",
+    "UpdateStats",
+    "generate",
+    "model_digest",
     "snapshot_key",
 ]

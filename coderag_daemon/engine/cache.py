@@ -32,8 +32,9 @@ import itertools
 import logging
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Literal, Sequence
+from typing import Literal
 
 import llama_cpp
 import numpy as np
@@ -136,8 +137,14 @@ class ContextCache:
         self._shared = 0
         """Leading positions whose cells belong to both sequences (counted once in n_ctx)."""
         self.checkpoints = CheckpointStore(self.options.checkpoint_budget_bytes)
-        log.info("cache: %s model, strategy %s, n_ctx %d, %d sequence(s), interval %d", model.kind, self.strategy,
-                 self.n_ctx, self.n_seq, self.options.checkpoint_interval)
+        log.info(
+            "cache: %s model, strategy %s, n_ctx %d, %d sequence(s), interval %d",
+            model.kind,
+            self.strategy,
+            self.n_ctx,
+            self.n_seq,
+            self.options.checkpoint_interval,
+        )
 
     @property
     def tokens(self) -> list[int]:
@@ -204,8 +211,13 @@ class ContextCache:
             one = self.swa_checkpoint_estimate()
             needed = one * math.ceil(self.options.n_ctx / self.options.checkpoint_interval)
             mode = "checkpoints" if needed <= self.options.checkpoint_budget_bytes else "full"
-            log.info("swa_mode auto: %.1f MiB per checkpoint, ~%d MiB for full coverage vs a %d MiB budget -> %s",
-                     one / MIB, needed // MIB, self.options.checkpoint_budget_bytes // MIB, mode)
+            log.info(
+                "swa_mode auto: %.1f MiB per checkpoint, ~%d MiB for full coverage vs a %d MiB budget -> %s",
+                one / MIB,
+                needed // MIB,
+                self.options.checkpoint_budget_bytes // MIB,
+                mode,
+            )
         return "swa-checkpoints" if mode == "checkpoints" else "swa-full"
 
     def swa_checkpoint_estimate(self) -> int:
@@ -215,8 +227,11 @@ class ContextCache:
         every layer."""
         shape = attention_shape(self.model.metadata, self.model.arch)
         if not shape.pattern_known:
-            log.info("sliding-window layers of a %s model not known here; sizing checkpoints as if every layer "
-                     "had a window (an upper bound)", self.model.arch)
+            log.info(
+                "sliding-window layers of a %s model not known here; sizing checkpoints as if every layer "
+                "had a window (an upper bound)",
+                self.model.arch,
+            )
         cells = min(self.model.n_swa, self.options.n_ctx)
         return shape.swa_checkpoint_bytes(cells, 4 if self.options.kv_type == "f32" else 2)
 
@@ -229,15 +244,24 @@ class ContextCache:
         params.n_seq_max = 2 * self.n_seq if self._pinned else self.n_seq
         params.kv_unified = True  # one pool of n_ctx cells; shared prefix cells are stored once
         params.n_threads = params.n_threads_batch = o.n_threads
-        params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if o.flash_attn else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        params.flash_attn_type = (
+            llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if o.flash_attn else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        )
         params.swa_full = swa_full
         params.no_perf = True
         params.type_k = params.type_v = _KV_TYPES[o.kv_type]
         if o.n_ctx > self.model.n_ctx_train > 0:
-            log.warning("n_ctx %d exceeds the %d tokens %s was trained on; quality may drop past that", o.n_ctx, self.model.n_ctx_train, self.model.name)
+            log.warning(
+                "n_ctx %d exceeds the %d tokens %s was trained on; quality may drop past that",
+                o.n_ctx,
+                self.model.n_ctx_train,
+                self.model.name,
+            )
         ctx = llama_cpp.llama_init_from_model(self.model.ptr, params)
         if not ctx:
-            raise EngineError(f"llama.cpp could not create a context of {o.n_ctx} tokens for {self.model.path.name} (out of memory?); try a smaller n_ctx")
+            raise EngineError(
+                f"llama.cpp could not create a context of {o.n_ctx} tokens for {self.model.path.name} (out of memory?); try a smaller n_ctx"
+            )
         return ctx
 
     def close(self) -> None:
@@ -255,8 +279,13 @@ class ContextCache:
     def uses_checkpoints(self) -> bool:
         return self.options.checkpoint_budget_bytes > 0 and self.strategy in ("swa-checkpoints", "state-checkpoints")
 
-    def update(self, segments: Sequence[Sequence[int]], interrupt: Callable[[], bool] | None = None,
-               progress: Callable[[int, int], None] | None = None, seq: int = 0) -> UpdateStats:
+    def update(
+        self,
+        segments: Sequence[Sequence[int]],
+        interrupt: Callable[[], bool] | None = None,
+        progress: Callable[[int, int], None] | None = None,
+        seq: int = 0,
+    ) -> UpdateStats:
         """Make sequence `seq` hold the concatenated segments, decoding as little as possible.
 
         `interrupt` is polled before every batch; when it returns True the update stops there and
@@ -268,7 +297,9 @@ class ContextCache:
         if not target:
             raise ValueError("the target context is empty")
         if len(target) > self.n_ctx:
-            raise ContextOverflowError(f"the context needs {len(target)} tokens but n_ctx is {self.n_ctx}; trim it or raise n_ctx")
+            raise ContextOverflowError(
+                f"the context needs {len(target)} tokens but n_ctx is {self.n_ctx}; trim it or raise n_ctx"
+            )
         self._seq = self._sequence(seq)
         boundaries = list(itertools.accumulate(len(s) for s in segments))
         s = self._seq
@@ -278,8 +309,13 @@ class ContextCache:
             stats.restore_kind = "disk"
         return stats
 
-    def _update(self, target: list[int], boundaries: list[int], interrupt: Callable[[], bool] | None,
-                progress: Callable[[int, int], None] | None) -> UpdateStats:
+    def _update(
+        self,
+        target: list[int],
+        boundaries: list[int],
+        interrupt: Callable[[], bool] | None,
+        progress: Callable[[int, int], None] | None,
+    ) -> UpdateStats:
         s = self._seq
         p = common_prefix(s.tokens, target)
         n = len(target)
@@ -295,7 +331,7 @@ class ContextCache:
         self._make_room(n - r)
         stats = UpdateStats(n, p, r, kind, checkpoints_invalidated=dropped, restore_ms=_ms(t0))
         self._decode_target(target, boundaries, interrupt, progress, stats)
-        if stats.completed:
+        if stats.completed and s.logits is not None:  # a completed update decoded its last token with logits
             s.target_logits = (n, s.logits)
         return stats
 
@@ -401,7 +437,7 @@ class ContextCache:
             return p, "truncate"
         for checkpoint in self.checkpoints.candidates(p):
             if self._restore(checkpoint):
-                del s.tokens[checkpoint.pos:]
+                del s.tokens[checkpoint.pos :]
                 return checkpoint.pos, "checkpoint"
             log.warning("checkpoint at %d failed to restore; trying an earlier one", checkpoint.pos)
             self.checkpoints.discard(checkpoint.pos)
@@ -448,11 +484,22 @@ class ContextCache:
         self._shared = 0
         return 0
 
-    def _decode_target(self, target: list[int], boundaries: list[int], interrupt: Callable[[], bool] | None,
-                       progress: Callable[[int, int], None] | None, stats: UpdateStats) -> None:
+    def _decode_target(
+        self,
+        target: list[int],
+        boundaries: list[int],
+        interrupt: Callable[[], bool] | None,
+        progress: Callable[[int, int], None] | None,
+        stats: UpdateStats,
+    ) -> None:
         start, n = len(self.tokens), len(target)
-        stops = (checkpoint_positions(start, n, self.options.checkpoint_interval, boundaries, min_gap=self.options.n_batch // 8)
-                 if self.uses_checkpoints else [])
+        stops = (
+            checkpoint_positions(
+                start, n, self.options.checkpoint_interval, boundaries, min_gap=self.options.n_batch // 8
+            )
+            if self.uses_checkpoints
+            else []
+        )
         stop_iter = iter(stops)
         next_stop = next(stop_iter, n + 1)
         pos = start
@@ -544,11 +591,20 @@ class ContextCache:
         data = np.empty(size, np.uint8)
         if llama_cpp.llama_state_get_data(self.ctx, _pointer(data), size) != size:
             raise EngineError("llama.cpp could not copy the context's state")
-        sequences = [snapshot.SequenceState(np.array(s.tokens, np.int32), s.logits, s.target_logits)
-                     for s in self._seqs]
-        return snapshot.encode(snapshot.CacheState(
-            snapshot.snapshot_key(self), self.model.n_vocab, sequences, self._seq.id, self._shared,
-            [(c.pos, memoryview(c.data)) for c in self.checkpoints], data))
+        sequences = [
+            snapshot.SequenceState(np.array(s.tokens, np.int32), s.logits, s.target_logits) for s in self._seqs
+        ]
+        return snapshot.encode(
+            snapshot.CacheState(
+                snapshot.snapshot_key(self),
+                self.model.n_vocab,
+                sequences,
+                self._seq.id,
+                self._shared,
+                [(c.pos, memoryview(c.data)) for c in self.checkpoints],
+                data,
+            )
+        )
 
     def load_state(self, payload: bytes) -> int:
         """Replace the cache with one `save_state` wrote (by this process or an earlier one) and return
@@ -562,8 +618,12 @@ class ContextCache:
         except ValueError as exc:
             self.clear()
             raise SnapshotError(f"the saved cache cannot be loaded: {exc}") from exc
-        log.info("cache: loaded %d tokens in %d sequence(s), %d checkpoint(s)", self.cells_used,
-                 sum(1 for s in self._seqs if s.tokens), len(self.checkpoints))
+        log.info(
+            "cache: loaded %d tokens in %d sequence(s), %d checkpoint(s)",
+            self.cells_used,
+            sum(1 for s in self._seqs if s.tokens),
+            len(self.checkpoints),
+        )
         return self.cells_used
 
     def _load(self, state: snapshot.CacheState) -> None:

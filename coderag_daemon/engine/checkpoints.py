@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import bisect
 import logging
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
 
 log = logging.getLogger("coderag_daemon.engine")
 
@@ -77,7 +77,9 @@ class CheckpointStore:
     def add(self, checkpoint: Checkpoint, context_end: int) -> bool:
         """Store a checkpoint (replacing one at the same position); evict to fit. False if it cannot fit."""
         if checkpoint.nbytes > self.budget_bytes:
-            log.debug("checkpoint at %d (%d bytes) exceeds the whole budget; not kept", checkpoint.pos, checkpoint.nbytes)
+            log.debug(
+                "checkpoint at %d (%d bytes) exceeds the whole budget; not kept", checkpoint.pos, checkpoint.nbytes
+            )
             return False
         self.discard(checkpoint.pos)
         bisect.insort(self._items, checkpoint, key=lambda c: c.pos)

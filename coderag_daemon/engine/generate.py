@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import codecs
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Literal
+from typing import Literal
 
 import numpy as np
 
@@ -111,7 +112,7 @@ def generate(
             text, reason = text[:cut], "stop"
             break
         if should_stop is not None and (keep := should_stop(text)) is not None:
-            text, reason = text[:max(keep, emitted)], "predicate"  # streamed text stays sent
+            text, reason = text[: max(keep, emitted)], "predicate"  # streamed text stays sent
             break
         final = len(text) - _held_back(text, options.stop)
         if on_text is not None and final > emitted:

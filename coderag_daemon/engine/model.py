@@ -54,7 +54,9 @@ def amx_compiled() -> bool:
 def check_gguf(path: Path) -> GGUFReader:
     """Raise ModelError unless `path` is a complete GGUF file."""
     if not path.exists():
-        raise ModelError(f"model file not found: {path}. Give the path of a .gguf file (--model PATH) or install the default model: coderag-daemon model install")
+        raise ModelError(
+            f"model file not found: {path}. Give the path of a .gguf file (--model PATH) or install the default model: coderag-daemon model install"
+        )
     if not path.is_file():
         raise ModelError(f"model path is not a file: {path}")
     try:
@@ -63,7 +65,9 @@ def check_gguf(path: Path) -> GGUFReader:
     except OSError as exc:
         raise ModelError(f"cannot read model file {path}: {exc.strerror}") from exc
     if magic != b"GGUF":
-        raise ModelError(f"{path} is not a GGUF model (it starts with {magic!r}, expected b'GGUF'). Convert it with llama.cpp's convert_hf_to_gguf.py or pick a .gguf file")
+        raise ModelError(
+            f"{path} is not a GGUF model (it starts with {magic!r}, expected b'GGUF'). Convert it with llama.cpp's convert_hf_to_gguf.py or pick a .gguf file"
+        )
     try:
         reader = GGUFReader(path)
     except Exception as exc:  # gguf raises assorted errors on damaged headers
@@ -71,7 +75,9 @@ def check_gguf(path: Path) -> GGUFReader:
     size = path.stat().st_size
     needed = max((t.data_offset + int(t.n_bytes) for t in reader.tensors), default=0)
     if needed > size:
-        raise ModelError(f"{path} is a damaged or truncated GGUF file: its tensors need {needed} bytes but it has {size}; download or assemble it again")
+        raise ModelError(
+            f"{path} is a damaged or truncated GGUF file: its tensors need {needed} bytes but it has {size}; download or assemble it again"
+        )
     return reader
 
 
@@ -110,16 +116,21 @@ class Model:
             params.use_extra_bufts = False
         self.ptr = llama_cpp.llama_model_load_from_file(str(self.path).encode(), params)
         if not self.ptr:
-            raise ModelError(f"llama.cpp could not load {self.path} (unsupported architecture or damaged file; see the log for llama.cpp's reason)")
+            raise ModelError(
+                f"llama.cpp could not load {self.path} (unsupported architecture or damaged file; see the log for llama.cpp's reason)"
+            )
         self.vocab = llama_cpp.llama_model_get_vocab(self.ptr)
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(self.vocab)
         self.n_ctx_train = llama_cpp.llama_model_n_ctx_train(self.ptr)
         self.n_swa = llama_cpp.llama_model_n_swa(self.ptr)
         self.arch = self.metadata.get("general.architecture", "unknown")
         self.kind: ModelKind = (
-            "hybrid" if llama_cpp.llama_model_is_hybrid(self.ptr)
-            else "recurrent" if llama_cpp.llama_model_is_recurrent(self.ptr)
-            else "swa" if self.n_swa > 0
+            "hybrid"
+            if llama_cpp.llama_model_is_hybrid(self.ptr)
+            else "recurrent"
+            if llama_cpp.llama_model_is_recurrent(self.ptr)
+            else "swa"
+            if self.n_swa > 0
             else "dense"
         )
         v = self.vocab
@@ -136,7 +147,14 @@ class Model:
         )
         self.chat_template: str | None = self.metadata.get("tokenizer.chat_template")
         self.name = self.metadata.get("general.name") or self.path.stem
-        log.info("loaded %s (%s, kind %s, n_swa %d, vocab %d)", self.path.name, self.arch, self.kind, self.n_swa, self.n_vocab)
+        log.info(
+            "loaded %s (%s, kind %s, n_swa %d, vocab %d)",
+            self.path.name,
+            self.arch,
+            self.kind,
+            self.n_swa,
+            self.n_vocab,
+        )
 
     def close(self) -> None:
         if self.ptr:
@@ -184,8 +202,11 @@ def _string_metadata(reader: GGUFReader) -> dict[str, str]:
     counts, the sliding-window layout) as their list's text; the vocabulary's arrays are left out."""
     out: dict[str, str] = {}
     for name, field in reader.fields.items():
-        if (len(field.types) == 2 and field.types[1].name not in ("STRING", "ARRAY")
-                and 0 < len(field.data) <= _MAX_LAYERS):
+        if (
+            len(field.types) == 2
+            and field.types[1].name not in ("STRING", "ARRAY")
+            and 0 < len(field.data) <= _MAX_LAYERS
+        ):
             out[name] = str([field.parts[i][0].item() for i in field.data])
             continue
         if len(field.types) != 1 or not field.data:

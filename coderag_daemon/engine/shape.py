@@ -10,8 +10,8 @@ positions, whatever the batch size, on the sliding-window layers only. Sizes fol
 from __future__ import annotations
 
 import ast
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 # llama.cpp hard-codes which layers use the sliding window per architecture (src/models/<arch>.cpp,
 # `load_swa_pattern(ml, n, dense_first)`): layer il slides when il % n < n - 1 (n - 1 window layers,
@@ -85,9 +85,11 @@ def attention_shape(metadata: Mapping[str, str], arch: str) -> AttentionShape:
     v_swa = _int(metadata, f"{arch}.attention.value_length_swa", v_full)
     swa, known = _swa_layers(metadata, arch, n_layer)
     layers = tuple(
-        AttentionLayer(True, k_swa * n_head_kv[il], v_swa * n_head_kv[il]) if swa[il]
+        AttentionLayer(True, k_swa * n_head_kv[il], v_swa * n_head_kv[il])
+        if swa[il]
         else AttentionLayer(False, k_full * n_head_kv[il], v_full * n_head_kv[il])
-        for il in range(n_layer) if n_head_kv[il] > 0
+        for il in range(n_layer)
+        if n_head_kv[il] > 0
     )
     return AttentionShape(layers, known)
 

@@ -126,13 +126,15 @@ class CacheState:
 def encode(state: CacheState) -> bytes:
     key = json.dumps(state.key, sort_keys=True, separators=(",", ":")).encode()
     parts: list[bytes | memoryview] = [
-        _U32.pack(len(key)), key,
+        _U32.pack(len(key)),
+        key,
         _COUNTS.pack(state.n_vocab, len(state.sequences), state.current, state.shared),
     ]
     for s in state.sequences:
-        parts += [_SEQUENCE.pack(len(s.tokens), -1 if s.target_logits is None else s.target_logits[0],
-                                 s.logits is not None),
-                  _array(s.tokens, np.int32)]
+        parts += [
+            _SEQUENCE.pack(len(s.tokens), -1 if s.target_logits is None else s.target_logits[0], s.logits is not None),
+            _array(s.tokens, np.int32),
+        ]
         if s.logits is not None:
             parts.append(_array(s.logits, np.float32, state.n_vocab))
         if s.target_logits is not None:
@@ -157,7 +159,7 @@ def decode(payload: bytes, expected_key: dict[str, Any]) -> CacheState:
         raise ValueError("not a saved cache (wrong magic bytes)")
     if version != FORMAT_VERSION:
         raise ValueError(f"format version {version}, this engine reads {FORMAT_VERSION}")
-    body = memoryview(payload)[_HEADER.size:]
+    body = memoryview(payload)[_HEADER.size :]
     if len(body) != length:
         raise ValueError(f"the body has {len(body)} bytes, its header says {length}")
     if zlib.crc32(body) != crc:
@@ -168,8 +170,10 @@ def decode(payload: bytes, expected_key: dict[str, Any]) -> CacheState:
         raise ValueError("the payload's key is not a JSON object")
     if key != expected_key:
         diff = sorted(k for k in key.keys() | expected_key.keys() if key.get(k) != expected_key.get(k))
-        raise ValueError("saved with another model, build or settings: "
-                         + ", ".join(f"{k} {key.get(k)!r} (now {expected_key.get(k)!r})" for k in diff))
+        raise ValueError(
+            "saved with another model, build or settings: "
+            + ", ".join(f"{k} {key.get(k)!r} (now {expected_key.get(k)!r})" for k in diff)
+        )
     n_vocab, n_sequences, current, shared = r.unpack(_COUNTS)
     sequences = []
     for _ in range(n_sequences):

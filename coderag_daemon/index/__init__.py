@@ -8,6 +8,14 @@ from .search import Hit
 from .workspace_index import IndexOptions, WorkspaceIndex
 
 __all__ = [
-    "BuildReport", "Chunk", "ChunkOptions", "Hit", "IndexOptions", "Retrieved", "RetrievalOptions",
-    "WorkspaceIndex", "chunk_text", "retrieve",
+    "BuildReport",
+    "Chunk",
+    "ChunkOptions",
+    "Hit",
+    "IndexOptions",
+    "Retrieved",
+    "RetrievalOptions",
+    "WorkspaceIndex",
+    "chunk_text",
+    "retrieve",
 ]

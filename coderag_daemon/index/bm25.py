@@ -114,7 +114,9 @@ class Bm25Index:
                     if ids[i] == len(names):
                         names.append(term)
             if len(names) > len(self._df):
-                self._df = np.concatenate([self._df, np.zeros(max(len(names), 2 * len(self._df)) - len(self._df), np.int32)])
+                self._df = np.concatenate(
+                    [self._df, np.zeros(max(len(names), 2 * len(self._df)) - len(self._df), np.int32)]
+                )
         return np.array(ids, dtype=np.int32)
 
     def term_names(self) -> list[str]:
@@ -162,7 +164,9 @@ class Bm25Index:
         sealed_terms, sealed_counts = sealed.terms()[keep][by_doc], sealed.counts[keep][by_doc]
         starts = np.searchsorted(doc_ids, docs).tolist()
         ends = np.searchsorted(doc_ids, docs, side="right").tolist()
-        pieces = [self._recent.get(doc) or (sealed_terms[a:b], sealed_counts[a:b]) for doc, a, b in zip(docs, starts, ends)]
+        pieces = [
+            self._recent.get(doc) or (sealed_terms[a:b], sealed_counts[a:b]) for doc, a, b in zip(docs, starts, ends)
+        ]
         offsets = np.cumsum([0, *(len(t) for t, _ in pieces)], dtype=np.int64)
         if not pieces:
             return _EMPTY[1], _EMPTY[2], offsets
@@ -216,7 +220,11 @@ class Bm25Index:
         """The sealed segment merged with the recent documents, if the recent ones are due to be
         merged (or ``force``); reads only."""
         o = self.options
-        if not self._recent.spans or not force and len(self._recent.spans) < max(o.min_merge, o.merge_fraction * self._count):
+        if (
+            not self._recent.spans
+            or not force
+            and len(self._recent.spans) < max(o.min_merge, o.merge_fraction * self._count)
+        ):
             return None
         sealed = self._sealed
         docs, terms, counts = self._recent.postings()
@@ -226,8 +234,11 @@ class Bm25Index:
             terms = np.concatenate([sealed.terms()[keep], terms])
             counts = np.concatenate([sealed.counts[keep], counts])
         size = len(self._terms)
-        return Merge(_Segment(docs, terms, counts, size), np.bincount(terms, minlength=size).astype(np.int32),
-                     frozenset(self._recent.spans))
+        return Merge(
+            _Segment(docs, terms, counts, size),
+            np.bincount(terms, minlength=size).astype(np.int32),
+            frozenset(self._recent.spans),
+        )
 
     def apply_merge(self, merge: Merge) -> None:
         """Install a merge planned since the last change."""
@@ -241,7 +252,9 @@ class Bm25Index:
         doc = self._next_id
         self._next_id += 1
         if doc == len(self._lengths):
-            self._lengths, self._in_sealed = (np.concatenate([a, np.zeros_like(a)]) for a in (self._lengths, self._in_sealed))
+            self._lengths, self._in_sealed = (
+                np.concatenate([a, np.zeros_like(a)]) for a in (self._lengths, self._in_sealed)
+            )
         return doc
 
 
@@ -263,17 +276,18 @@ class _Buffer:
         end = self.used + len(terms)
         if end > len(self.terms):
             size = max(end, 2 * len(self.terms))
-            self.terms, self.counts = (np.concatenate([a[: self.used], np.zeros(size - self.used, a.dtype)])
-                                       for a in (self.terms, self.counts))
-        self.terms[self.used:end] = terms
-        self.counts[self.used:end] = counts
+            self.terms, self.counts = (
+                np.concatenate([a[: self.used], np.zeros(size - self.used, a.dtype)]) for a in (self.terms, self.counts)
+            )
+        self.terms[self.used : end] = terms
+        self.counts[self.used : end] = counts
         bounds = (offsets + self.used).tolist()
         self.spans.update(zip(docs, zip(bounds, bounds[1:])))
         self.used = end
 
     def get(self, doc: int) -> _Postings | None:
         span = self.spans.get(doc)
-        return None if span is None else (self.terms[span[0]:span[1]], self.counts[span[0]:span[1]])
+        return None if span is None else (self.terms[span[0] : span[1]], self.counts[span[0] : span[1]])
 
     def pop(self, doc: int) -> _Postings | None:
         postings = self.get(doc)

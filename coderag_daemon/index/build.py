@@ -53,8 +53,9 @@ class Indexer:
     """Keeps ``entries`` in line with the files that ``policy`` admits (``policy`` is replaced when
     the roots or the rules change). ``max_files``: files listed by a build at most."""
 
-    def __init__(self, entries: IndexEntries, saved: SavedIndex, policy: AdmissionPolicy, chunking: ChunkOptions,
-                 max_files: int) -> None:
+    def __init__(
+        self, entries: IndexEntries, saved: SavedIndex, policy: AdmissionPolicy, chunking: ChunkOptions, max_files: int
+    ) -> None:
         self._entries = entries
         self.policy = policy
         self.chunked = 0
@@ -98,17 +99,30 @@ class Indexer:
                 last_report = time.monotonic()
         keep = {key for key, _ in listed}
         gone = self._entries.keys_where(
-            lambda key, entry: key not in keep and not (entry.mtime_ns is None and policy.check_location(key)))
+            lambda key, entry: key not in keep and not (entry.mtime_ns is None and policy.check_location(key))
+        )
         for key in gone:
             self._entries.discard(key)
         self._entries.prepare(merge=True)
         stats = self._entries.stats()
         self._saved.save(self.policy.roots, self._entries)
-        report = BuildReport(stats["files"], stats["chunks"], counts["indexed"], counts["reused"],
-                             len(outside) + len(gone) + counts["dropped"], time.perf_counter() - started)
-        logger.info("workspace index: %d files, %d chunks (%d indexed, %d unchanged since the last run, %d removed) "
-                    "in %.1fs", report.files, report.chunks, report.indexed, report.reused, report.removed,
-                    report.seconds)
+        report = BuildReport(
+            stats["files"],
+            stats["chunks"],
+            counts["indexed"],
+            counts["reused"],
+            len(outside) + len(gone) + counts["dropped"],
+            time.perf_counter() - started,
+        )
+        logger.info(
+            "workspace index: %d files, %d chunks (%d indexed, %d unchanged since the last run, %d removed) in %.1fs",
+            report.files,
+            report.chunks,
+            report.indexed,
+            report.reused,
+            report.removed,
+            report.seconds,
+        )
         return report
 
     def index_path(self, key: str) -> None:
@@ -139,8 +153,11 @@ class Indexer:
         entry = self._entries.get(key)
         if entry is not None and (entry.size, entry.mtime_ns) == (st.st_size, st.st_mtime_ns):
             return "kept"
-        if saved is not None and (saved.size, saved.mtime_ns) == (st.st_size, st.st_mtime_ns) and self._entries.install(
-                key, root, saved, None):
+        if (
+            saved is not None
+            and (saved.size, saved.mtime_ns) == (st.st_size, st.st_mtime_ns)
+            and self._entries.install(key, root, saved, None)
+        ):
             return "reused"
         data = read_capped(key, self.policy.options.max_file_bytes)
         if data is None:
@@ -149,8 +166,11 @@ class Indexer:
         if entry is not None and entry.digest == file_digest:
             self._entries.renew(key, entry, root, size, mtime_ns)
             return "kept"
-        if saved is not None and saved.digest == file_digest and self._entries.install(
-                key, root, replace(saved, size=size, mtime_ns=mtime_ns), None):
+        if (
+            saved is not None
+            and saved.digest == file_digest
+            and self._entries.install(key, root, replace(saved, size=size, mtime_ns=mtime_ns), None)
+        ):
             return "reused"
         try:
             text = data.decode("utf-8-sig")
@@ -189,7 +209,12 @@ class Indexer:
                 counts[term] = counts.get(term, 0) + n
             per_chunk.append(counts)
         terms = self._entries.term_ids_each(per_chunk)
-        return FileRecord(size, mtime_ns, file_digest, tuple((c.start_line, c.end_line, c.title) for c in chunks),
-                          np.concatenate([np.zeros(0, dtype=np.int32), *terms]),
-                          np.fromiter((n for counts in per_chunk for n in counts.values()), dtype=np.float32),
-                          np.cumsum([0, *map(len, terms)], dtype=np.int64))
+        return FileRecord(
+            size,
+            mtime_ns,
+            file_digest,
+            tuple((c.start_line, c.end_line, c.title) for c in chunks),
+            np.concatenate([np.zeros(0, dtype=np.int32), *terms]),
+            np.fromiter((n for counts in per_chunk for n in counts.values()), dtype=np.float32),
+            np.cumsum([0, *map(len, terms)], dtype=np.int64),
+        )

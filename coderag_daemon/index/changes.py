@@ -46,8 +46,15 @@ class ChangeQueue:
     """Runs the index thread, which calls ``apply`` with batches of due changes, ``build`` for each
     build asked for (and for a rescan after an overflow), and ``save`` when the save timer is due."""
 
-    def __init__(self, min_update_interval: float, max_pending: int, *, apply: Callable[[Batch], None],
-                 build: Callable[[Progress | None], BuildReport], save: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        min_update_interval: float,
+        max_pending: int,
+        *,
+        apply: Callable[[Batch], None],
+        build: Callable[[Progress | None], BuildReport],
+        save: Callable[[], None],
+    ) -> None:
         self._min_update_interval = min_update_interval
         self._max_pending = max_pending
         self._apply = apply
@@ -125,8 +132,10 @@ class ChangeQueue:
 
     def _overflow(self) -> None:
         """Too many distinct paths changed (called with ``cond`` held): rescan instead."""
-        logger.warning("more than %d files changed at once; rescanning the workspace instead of "
-                       "following each change", self._max_pending)
+        logger.warning(
+            "more than %d files changed at once; rescanning the workspace instead of following each change",
+            self._max_pending,
+        )
         self._pending.clear()
         self._due.clear()
         self._heap.clear()

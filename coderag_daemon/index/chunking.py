@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
-from itertools import accumulate
 from dataclasses import dataclass
+from itertools import accumulate
 
 _LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+$")
 _OTHER_BREAKS = re.compile("[\v\f\x1c\x1d\x1e\x85\u2028\u2029]")
@@ -104,23 +104,27 @@ def _lines_in_strings(text: str, lines: list[str]) -> bytearray:
     return inside
 
 
-def _python_spans(lines: list[str], in_string: bytearray, start: int, end: int, indent: str, qualifier: str,
-                  options: ChunkOptions) -> list[Span]:
+def _python_spans(
+    lines: list[str], in_string: bytearray, start: int, end: int, indent: str, qualifier: str, options: ChunkOptions
+) -> list[Span]:
     """Lines ``[start, end)`` holding statements at indentation ``indent``: one span per definition
     (with its decorators and the comment lines right above it), blocks for the statements between."""
     level = len(indent)
     items = [start]  # first line of each statement, comments right above and decorators included
     decorated = False
-    statements = [i for i in range(start, end) if lines[i][level:level + 1] not in _NOT_A_STATEMENT
-                  and not in_string[i] and lines[i].startswith(indent)]
+    statements = [
+        i
+        for i in range(start, end)
+        if lines[i][level : level + 1] not in _NOT_A_STATEMENT and not in_string[i] and lines[i].startswith(indent)
+    ]
     for i in statements:
         if not decorated:
             first = i
-            while first > start and lines[first - 1].startswith(indent) and lines[first - 1][level:level + 1] == "#":
+            while first > start and lines[first - 1].startswith(indent) and lines[first - 1][level : level + 1] == "#":
                 first -= 1
             if first > items[-1]:
                 items.append(first)
-        decorated = lines[i][level:level + 1] == "@"
+        decorated = lines[i][level : level + 1] == "@"
     header_title = f"class {qualifier[:-1]}" if qualifier else ""
     spans: list[Span] = []
     block_start = start
@@ -133,7 +137,10 @@ def _python_spans(lines: list[str], in_string: bytearray, start: int, end: int, 
             spans += _block_spans(lines, block_start, item, options, header_title)
         block_start = item_end
         if kind == "class" and item_end - item > options.max_lines:
-            inner = next((m for i in range(header + 1, item_end) if not in_string[i] and (m := _METHOD_INDENT.match(lines[i]))), None)
+            inner = next(
+                (m for i in range(header + 1, item_end) if not in_string[i] and (m := _METHOD_INDENT.match(lines[i]))),
+                None,
+            )
             if inner is not None and len(inner.group(1)) > level:
                 spans += _python_spans(lines, in_string, item, item_end, inner.group(1), f"{qualifier}{name}.", options)
                 continue
@@ -147,7 +154,7 @@ def _definition_at(lines: list[str], start: int, end: int, level: int) -> tuple[
     """(kind, name, line) of the ``def`` or ``class`` line of the statement at ``[start, end)``,
     past its comments and decorators; None if the statement is something else."""
     for i in range(start, end):
-        head = lines[i][level:level + 1]
+        head = lines[i][level : level + 1]
         if head in ("#", "@") or not lines[i].strip():
             continue
         match = _DEFINITION.match(lines[i], level)

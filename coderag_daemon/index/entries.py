@@ -77,8 +77,12 @@ class IndexEntries:
 
     def stats(self) -> dict[str, int]:
         with self.lock:
-            return {"files": len(self._entries), "chunks": len(self._bm25), "bytes": self._bytes,
-                    "terms": self._bm25.vocabulary_size}
+            return {
+                "files": len(self._entries),
+                "chunks": len(self._bm25),
+                "bytes": self._bytes,
+                "terms": self._bm25.vocabulary_size,
+            }
 
     # --- changing (index thread) --------------------------------------------------------------------
 
@@ -109,8 +113,9 @@ class IndexEntries:
             old = self._entries.get(key)
             if old is None and len(self._entries) >= self._max_files:
                 if not self._full_logged:
-                    logger.warning("workspace index full (%d files, max_files): further files are not indexed",
-                                   len(self._entries))
+                    logger.warning(
+                        "workspace index full (%d files, max_files): further files are not indexed", len(self._entries)
+                    )
                     self._full_logged = True
                 return False
             if old is not None:

@@ -67,8 +67,9 @@ class SavedIndex:
             for rel, e in files.items():
                 last = first + len(e.docs)
                 a, b = offsets[first], offsets[last]
-                records[rel] = FileRecord(e.size, e.mtime_ns, e.digest, e.spans, terms[a:b], counts[a:b],
-                                          offsets[first:last + 1] - a)
+                records[rel] = FileRecord(
+                    e.size, e.mtime_ns, e.digest, e.spans, terms[a:b], counts[a:b], offsets[first : last + 1] - a
+                )
                 first = last
             try:
                 store.save(self.cache_dir, root, self._fingerprint, entries.vocabulary(), records)

@@ -54,9 +54,14 @@ class Retrieved:
 EMPTY = Retrieved("", (), 0)
 
 
-def retrieve(index: WorkspaceIndex, question: str, count_tokens: CountTokens, *,
-             exclude_paths: Iterable[str | os.PathLike[str]] = (),
-             options: RetrievalOptions | None = None) -> Retrieved:
+def retrieve(
+    index: WorkspaceIndex,
+    question: str,
+    count_tokens: CountTokens,
+    *,
+    exclude_paths: Iterable[str | os.PathLike[str]] = (),
+    options: RetrievalOptions | None = None,
+) -> Retrieved:
     """The chunks that best answer ``question``, leaving out the files in ``exclude_paths`` (those
     already in the model's context), formatted within the token budget."""
     options = options or RetrievalOptions()

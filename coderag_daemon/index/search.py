@@ -52,20 +52,34 @@ class Hit:
     def lsp_range(self) -> dict[str, dict[str, int]]:
         """The chunk's LSP range, ending at the end of its last line (never past the end of the file)."""
         last = split_lines(self.text)[-1].rstrip("\r\n") if self.text else ""
-        return {"start": {"line": self.start_line, "character": 0},
-                "end": {"line": max(self.end_line - 1, self.start_line), "character": utf16_len(last)}}
+        return {
+            "start": {"line": self.start_line, "character": 0},
+            "end": {"line": max(self.end_line - 1, self.start_line), "character": utf16_len(last)},
+        }
 
     def to_json(self, *, with_text: bool = True) -> dict[str, Any]:
         """For the protocol: ``uri``, ``path`` (display), ``range``, ``label``, ``title``, ``score``, ``text``."""
-        out: dict[str, Any] = {"uri": self.uri, "path": self.display, "range": self.lsp_range(), "label": self.label,
-                               "title": self.title, "score": round(self.score, 4)}
+        out: dict[str, Any] = {
+            "uri": self.uri,
+            "path": self.display,
+            "range": self.lsp_range(),
+            "label": self.label,
+            "title": self.title,
+            "score": round(self.score, 4),
+        }
         if with_text:
             out["text"] = self.text
         return out
 
 
-def find(entries: IndexEntries, policy: AdmissionPolicy, query: str, k: int, exclude_paths: Iterable[str],
-         changed: Callable[[str], None]) -> list[Hit]:
+def find(
+    entries: IndexEntries,
+    policy: AdmissionPolicy,
+    query: str,
+    k: int,
+    exclude_paths: Iterable[str],
+    changed: Callable[[str], None],
+) -> list[Hit]:
     """The ``k`` chunks that best match ``query``, best first, leaving out the chunks of
     ``exclude_paths`` (absolute). A file whose indexed text is no longer on disk is left out too,
     and passed to ``changed`` (to be indexed again)."""
@@ -97,4 +111,3 @@ def _current_lines(key: str, entry: Entry, max_bytes: int, changed: Callable[[st
             pass
     changed(key)
     return None
-

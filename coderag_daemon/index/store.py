@@ -33,6 +33,7 @@ from .chunking import Span
 
 logger = logging.getLogger(__name__)
 
+
 def default_cache_dir() -> Path:
     """Where the daemon saves its indexes (override with CODERAG_INDEX_DIR)."""
     override = os.environ.get("CODERAG_INDEX_DIR")
@@ -76,7 +77,9 @@ def save(cache_dir: Path, root: Path, fingerprint: str, vocabulary: list[str], f
         "files": {rel: [r.size, r.mtime_ns, r.digest, r.spans] for rel, r in files.items()},
     }  # fmt: skip
     arrays = {
-        "meta": np.frombuffer(zlib.compress(json.dumps(meta, separators=(",", ":")).encode("utf-8"), 1), dtype=np.uint8),
+        "meta": np.frombuffer(
+            zlib.compress(json.dumps(meta, separators=(",", ":")).encode("utf-8"), 1), dtype=np.uint8
+        ),
         "terms": np.concatenate([np.zeros(0, dtype=np.int32), *(r.terms for r in files.values())]),
         "counts": np.concatenate([np.zeros(0, dtype=np.float32), *(r.counts for r in files.values())]),
         "chunks": np.fromiter((len(r.spans) for r in files.values()), dtype=np.int64, count=len(files)),
@@ -97,8 +100,9 @@ def save(cache_dir: Path, root: Path, fingerprint: str, vocabulary: list[str], f
     return target
 
 
-def load(cache_dir: Path, root: Path, fingerprint: str,
-         term_ids: Callable[[Iterable[str]], np.ndarray]) -> dict[str, FileRecord] | None:
+def load(
+    cache_dir: Path, root: Path, fingerprint: str, term_ids: Callable[[Iterable[str]], np.ndarray]
+) -> dict[str, FileRecord] | None:
     """The saved records of ``root`` with term ids translated by ``term_ids`` (saved vocabulary →
     the caller's ids), or None if there are none usable (logged unless there is simply no file)."""
     path = store_path(cache_dir, root)
@@ -109,7 +113,11 @@ def load(cache_dir: Path, root: Path, fingerprint: str,
             meta = json.loads(zlib.decompress(npz["meta"].tobytes()))
             terms, counts, chunks, lengths = npz["terms"], npz["counts"], npz["chunks"], npz["lengths"]
         if meta["format"] != FORMAT or meta["fingerprint"] != fingerprint or meta["root"] != str(root):
-            logger.info("saved index %s was made by another version or with other settings; indexing %s from scratch", path, root)
+            logger.info(
+                "saved index %s was made by another version or with other settings; indexing %s from scratch",
+                path,
+                root,
+            )
             return None
         vocabulary = meta["vocabulary"]
         if len(terms) != len(counts) or len(terms) and not 0 <= int(terms.min()) <= int(terms.max()) < len(vocabulary):
@@ -121,7 +129,9 @@ def load(cache_dir: Path, root: Path, fingerprint: str,
         return None
 
 
-def _records(files: dict, ids: np.ndarray, counts: np.ndarray, chunks: np.ndarray, lengths: np.ndarray) -> dict[str, FileRecord]:
+def _records(
+    files: dict, ids: np.ndarray, counts: np.ndarray, chunks: np.ndarray, lengths: np.ndarray
+) -> dict[str, FileRecord]:
     """The records of ``files`` (as saved), whose chunks' postings follow each other in ``ids`` and
     ``counts``: ``chunks`` has each file's chunk count, ``lengths`` each chunk's posting count."""
     if len(chunks) != len(files) or int(chunks.sum()) != len(lengths) or int(lengths.sum()) != len(ids):
@@ -130,10 +140,22 @@ def _records(files: dict, ids: np.ndarray, counts: np.ndarray, chunks: np.ndarra
     posting_offsets = np.cumsum([0, *lengths.tolist()], dtype=np.int64)
     records = {}
     for (rel, (size, mtime_ns, file_digest, spans)), first, last in zip(files.items(), [0, *file_ends], file_ends):
-        if not (isinstance(rel, str) and isinstance(size, int) and (mtime_ns is None or isinstance(mtime_ns, int))
-                and isinstance(file_digest, str) and len(spans) == last - first):
+        if not (
+            isinstance(rel, str)
+            and isinstance(size, int)
+            and (mtime_ns is None or isinstance(mtime_ns, int))
+            and isinstance(file_digest, str)
+            and len(spans) == last - first
+        ):
             raise TypeError("bad file entry")
         start, end = posting_offsets[first], posting_offsets[last]
-        records[rel] = FileRecord(size, mtime_ns, file_digest, tuple((int(a), int(b), str(t)) for a, b, t in spans),
-                                  ids[start:end], counts[start:end], posting_offsets[first:last + 1] - start)
+        records[rel] = FileRecord(
+            size,
+            mtime_ns,
+            file_digest,
+            tuple((int(a), int(b), str(t)) for a, b, t in spans),
+            ids[start:end],
+            counts[start:end],
+            posting_offsets[first : last + 1] - start,
+        )
     return records

@@ -54,16 +54,21 @@ class WorkspaceIndex:
     at once.
     """
 
-    def __init__(self, policy: AdmissionPolicy, cache_dir: str | os.PathLike[str] | None = None,
-                 options: IndexOptions | None = None) -> None:
+    def __init__(
+        self,
+        policy: AdmissionPolicy,
+        cache_dir: str | os.PathLike[str] | None = None,
+        options: IndexOptions | None = None,
+    ) -> None:
         self.options = options or IndexOptions()
         o = self.options
         self._entries = IndexEntries(o.bm25, o.max_files)
         self._saved = SavedIndex(Path(cache_dir) if cache_dir is not None else None, o.chunking)
         self._indexer = Indexer(self._entries, self._saved, policy, o.chunking, o.max_files)
         # last: it starts the index thread, whose jobs use the parts above
-        self._queue = ChangeQueue(o.min_update_interval, o.max_pending, apply=self._apply, build=self._build,
-                                  save=self._save)
+        self._queue = ChangeQueue(
+            o.min_update_interval, o.max_pending, apply=self._apply, build=self._build, save=self._save
+        )
 
     # --- requests -----------------------------------------------------------------------------------
 

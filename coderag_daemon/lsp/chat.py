@@ -41,8 +41,10 @@ class Question:
     def parse(cls, ls: CoderagServer, raw: Any) -> Question:
         question = params.text(raw, "question")
         history = params.param(raw, "history", list, required=False) or []
-        if not all(isinstance(m, dict) and m.get("role") in ("user", "assistant") and isinstance(m.get("content"), str)
-                   for m in history):
+        if not all(
+            isinstance(m, dict) and m.get("role") in ("user", "assistant") and isinstance(m.get("content"), str)
+            for m in history
+        ):
             raise JsonRpcInvalidParams("history must be a list of {role: 'user'|'assistant', content: string}")
         token = params.param(raw, "token", (str, int), required=False)
         note, selected = _where(ls, raw)
@@ -62,13 +64,27 @@ async def answer(ls: CoderagServer, raw: Any) -> dict[str, Any]:
             ls.protocol.notify(methods.CHAT_DELTA, {"token": q.token, "delta": delta})
 
     def find(count_tokens: CountTokens, in_context: frozenset[str], budget: int) -> Retrieved:
-        return retrieve(ls.index, f"{q.messages[-1]['content']}\n{q.selected}", count_tokens,
-                        exclude_paths=in_context, options=RetrievalOptions(token_budget=budget))
+        return retrieve(
+            ls.index,
+            f"{q.messages[-1]['content']}\n{q.selected}",
+            count_tokens,
+            exclude_paths=in_context,
+            options=RetrievalOptions(token_budget=budget),
+        )
 
     outcome: jobs.Outcome = await ls.run(
-        functools.partial(jobs.chat, project=ls.project, messages=q.messages, note=q.note, options=ls.options,
-                          on_text=on_text, retrieve=find),
-        label="chat", cancel=cancel)
+        functools.partial(
+            jobs.chat,
+            project=ls.project,
+            messages=q.messages,
+            note=q.note,
+            options=ls.options,
+            on_text=on_text,
+            retrieve=find,
+        ),
+        label="chat",
+        cancel=cancel,
+    )
     ls.worker.report_request({"kind": "chat", **outcome.as_stats()})
     log.info("chat: %s", outcome.as_stats())
     sources = outcome.retrieved.sources_json() if outcome.retrieved is not None else []

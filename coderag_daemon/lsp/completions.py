@@ -43,7 +43,9 @@ class InlineCompletions:
             ls.schedule_preload()  # waiting or under way: aimed at this completion now, not at the old guess
         outcome: jobs.Outcome = await ls.run(
             functools.partial(jobs.complete, project=ls.project, doc=doc, window=window, options=ls.options),
-            label="completion", cancel=self._supersede(uri))
+            label="completion",
+            cancel=self._supersede(uri),
+        )
         self._running.pop(uri, None)
         if outcome.left_out:
             ls.schedule_preload()  # the files it left out, for the next completion

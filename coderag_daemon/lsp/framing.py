@@ -117,7 +117,7 @@ class MessageReader:
                     log.warning("skipped %d bytes from the client that were not an LSP message: %r", skipped, preview)
                 return length
             if (match := _HEADER.search(line)) is not None:
-                garbage, length = line[:match.start()], int(match.group(1))
+                garbage, length = line[: match.start()], int(match.group(1))
             else:
                 garbage = line if length is None else b""  # after a Content-Length: another header
             skipped += len(garbage)
@@ -147,7 +147,7 @@ def _next_header(body: bytes) -> int | None:
     the start of one cut off by the body's end (the rest is still on the stream)."""
     if (match := _HEADER.search(body)) is not None:
         return match.start()
-    if (at := body.rfind(_NAME)) >= 0 and re.fullmatch(rb"\d*\r?", body[at + len(_NAME):]):
+    if (at := body.rfind(_NAME)) >= 0 and re.fullmatch(rb"\d*\r?", body[at + len(_NAME) :]):
         return at
     cut = next((k for k in range(len(_NAME) - 1, 0, -1) if body.endswith(_NAME[:k])), 0)
     return len(body) - cut if cut else None

@@ -3,7 +3,6 @@ the answer in protocol types. What the calls do lives in server.py, completions.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ def _paths(uris: list[str]) -> list[Path]:
 
 # --- lifecycle and workspace -----------------------------------------------------------------------
 
+
 def initialize(ls: CoderagServer, p: types.InitializeParams) -> None:
     uris = [f.uri for f in p.workspace_folders or []] or ([p.root_uri] if p.root_uri else [])
     ls.initialize(_paths(uris), p.initialization_options)
@@ -56,6 +56,7 @@ def did_change_folders(ls: CoderagServer, p: types.DidChangeWorkspaceFoldersPara
 
 
 # --- documents ------------------------------------------------------------------------------------
+
 
 def did_open(ls: CoderagServer, p: types.DidOpenTextDocumentParams) -> None:
     d = p.text_document
@@ -99,6 +100,7 @@ def did_close(ls: CoderagServer, p: types.DidCloseTextDocumentParams) -> None:
 
 # --- requests -------------------------------------------------------------------------------------
 
+
 async def inline_completion(ls: CoderagServer, p: types.InlineCompletionParams) -> types.InlineCompletionList:
     text = await ls.completions.complete(p.text_document.uri, p.position.line, p.position.character)
     here = types.Range(start=p.position, end=p.position)
@@ -130,13 +132,19 @@ def document_text(ls: CoderagServer, p: Any) -> dict[str, Any]:
 
 
 _HANDLERS: list[tuple[Any, ...]] = [
-    (types.INITIALIZE, initialize), (types.INITIALIZED, initialized), (types.SHUTDOWN, shutdown),
+    (types.INITIALIZE, initialize),
+    (types.INITIALIZED, initialized),
+    (types.SHUTDOWN, shutdown),
     (types.WORKSPACE_DID_CHANGE_CONFIGURATION, did_change_configuration),
     (types.WORKSPACE_DID_CHANGE_WORKSPACE_FOLDERS, did_change_folders),
-    (types.TEXT_DOCUMENT_DID_OPEN, did_open), (types.TEXT_DOCUMENT_DID_CHANGE, did_change),
+    (types.TEXT_DOCUMENT_DID_OPEN, did_open),
+    (types.TEXT_DOCUMENT_DID_CHANGE, did_change),
     (types.TEXT_DOCUMENT_DID_SAVE, did_save, types.TextDocumentSaveRegistrationOptions(include_text=True)),
     (types.TEXT_DOCUMENT_DID_CLOSE, did_close),
     (types.TEXT_DOCUMENT_INLINE_COMPLETION, inline_completion, types.InlineCompletionOptions()),
-    (methods.CHAT, chat_request), (methods.SEARCH, search), (methods.CONTEXT, context),
-    (methods.CLEAR_CACHE, clear_cache), (methods.DOCUMENT_TEXT, document_text),
+    (methods.CHAT, chat_request),
+    (methods.SEARCH, search),
+    (methods.CONTEXT, context),
+    (methods.CLEAR_CACHE, clear_cache),
+    (methods.DOCUMENT_TEXT, document_text),
 ]

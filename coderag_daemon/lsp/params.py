@@ -39,7 +39,9 @@ def text(params: Any, name: str) -> str:
 
 def position(value: Any, name: str) -> tuple[int, int]:
     """An LSP position {line, character} as a (line, character) pair."""
-    if not (isinstance(value, dict) and all(isinstance(value.get(k), int) and value[k] >= 0 for k in ("line", "character"))):
+    if not (
+        isinstance(value, dict) and all(isinstance(value.get(k), int) and value[k] >= 0 for k in ("line", "character"))
+    ):
         raise JsonRpcInvalidParams(f"parameter {name!r} must be {{line, character}} with non-negative numbers")
     return value["line"], value["character"]
 

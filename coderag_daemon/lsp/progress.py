@@ -30,8 +30,9 @@ class WorkProgress:
     work reported after `finish` begins a new one; otherwise it is the rest of a cancelled job's
     batch, and ignored."""
 
-    def __init__(self, ls: CoderagServer, title: str, threshold: int = 1024, unit: str = "tokens",
-                 resumes: bool = False) -> None:
+    def __init__(
+        self, ls: CoderagServer, title: str, threshold: int = 1024, unit: str = "tokens", resumes: bool = False
+    ) -> None:
         self.ls, self.title, self.threshold, self.unit, self.resumes = ls, title, threshold, unit, resumes
         self.token: str | None = None
         self.ready = self.finished = False
@@ -48,7 +49,9 @@ class WorkProgress:
             self.token, self.finished = str(uuid.uuid4()), False
             asyncio.ensure_future(self._begin(self.token))
         elif self.ready:
-            report = types.WorkDoneProgressReport(message=f"{done} of {total} {self.unit}", percentage=100 * done // total)
+            report = types.WorkDoneProgressReport(
+                message=f"{done} of {total} {self.unit}", percentage=100 * done // total
+            )
             self.ls.work_done_progress.report(self.token, report)
 
     async def _begin(self, token: str) -> None:

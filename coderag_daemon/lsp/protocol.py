@@ -40,9 +40,14 @@ log = logging.getLogger(__name__)
 _pygls_log = logging.getLogger("pygls.protocol.json_rpc")
 """The lines pygls's own `_send_data` logs keep their logger."""
 
-_DOCUMENT_SYNC = (types.TEXT_DOCUMENT_DID_OPEN, types.TEXT_DOCUMENT_DID_CHANGE, types.TEXT_DOCUMENT_DID_CLOSE,
-                  types.NOTEBOOK_DOCUMENT_DID_OPEN, types.NOTEBOOK_DOCUMENT_DID_CHANGE,
-                  types.NOTEBOOK_DOCUMENT_DID_CLOSE)
+_DOCUMENT_SYNC = (
+    types.TEXT_DOCUMENT_DID_OPEN,
+    types.TEXT_DOCUMENT_DID_CHANGE,
+    types.TEXT_DOCUMENT_DID_CLOSE,
+    types.NOTEBOOK_DOCUMENT_DID_OPEN,
+    types.NOTEBOOK_DOCUMENT_DID_CHANGE,
+    types.NOTEBOOK_DOCUMENT_DID_CLOSE,
+)
 """pygls's built-in handlers that keep documents in its workspace; without them, pygls calls the
 handler the daemon registered for the method (none for notebooks: their notifications are ignored)."""
 
@@ -80,8 +85,12 @@ class DaemonProtocol(LanguageServerProtocol):
         try:
             return self._converter.structure(data, message_type)
         except Exception as exc:
-            return Rejected(JsonRpcInvalidParams(f"invalid params for {method}: {_reason(exc)}"),
-                            _readable_id(data), reply="id" in data, method=method)
+            return Rejected(
+                JsonRpcInvalidParams(f"invalid params for {method}: {_reason(exc)}"),
+                _readable_id(data),
+                reply="id" in data,
+                method=method,
+            )
 
     def handle_message(self, message: Any) -> None:
         if isinstance(message, Rejected):
@@ -93,8 +102,11 @@ class DaemonProtocol(LanguageServerProtocol):
 
     def send_error(self, msg_id: MsgId | None, error: JsonRpcException) -> None:
         """An error response. pygls's own would leave out an id that is None; JSON-RPC wants it null."""
-        response = {"jsonrpc": self.VERSION, "id": msg_id,
-                    "error": self._converter.unstructure(error.to_response_error())}
+        response = {
+            "jsonrpc": self.VERSION,
+            "id": msg_id,
+            "error": self._converter.unstructure(error.to_response_error()),
+        }
         self._send_data(response)
 
     def _send_data(self, data: Any) -> None:
@@ -110,8 +122,9 @@ class DaemonProtocol(LanguageServerProtocol):
             if _pygls_log.isEnabledFor(logging.INFO):
                 _pygls_log.info("Sending data: %s", body.decode())
             if self._include_headers:
-                body = (f"Content-Length: {len(body)}\r\n"
-                        f"Content-Type: {self.CONTENT_TYPE}; charset={self.CHARSET}\r\n\r\n").encode() + body
+                body = (
+                    f"Content-Length: {len(body)}\r\nContent-Type: {self.CONTENT_TYPE}; charset={self.CHARSET}\r\n\r\n"
+                ).encode() + body
             res = self.writer.write(body)
             if inspect.isawaitable(res):
                 asyncio.ensure_future(res)
@@ -161,6 +174,7 @@ def _readable_id(data: dict[str, Any]) -> MsgId | None:
 def _reason(exc: Exception) -> str:
     """What lsprotocol found wrong, and where, in the message's own (camelCase) names:
     "Position.line should be in range [0:2147483647], but was -1. (at params.position)"."""
+
     def describe(error: BaseException, kind: Any) -> str:  # lsprotocol's range and enum checks say it best
         return str(error) if isinstance(error, ValueError) and error.args else format_exception(error, kind)
 

@@ -8,18 +8,19 @@ import asyncio
 import functools
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from lsprotocol import types
 from pygls.exceptions import JsonRpcInvalidParams, JsonRpcRequestCancelled
 from pygls.lsp.server import LanguageServer
 
 from .. import __version__, default_model
+from ..engine.options import MIB
 from ..index import WorkspaceIndex
 from ..index.store import default_cache_dir
-from ..engine.options import MIB
 from ..options import Options, Reload, merge, reloads
 from ..persistence.state_store import StateStore
 from ..prompting.prompts import detect_layout
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 SAVE_TIMEOUT = 20.0
 """Seconds a shutdown waits for the cache to reach the disk (a few hundred MB at most)."""
 
+
 class CoderagServer(LanguageServer):
     """The daemon's state; event-loop state is touched only on the event loop (`call_soon` hands
     calls from the worker, watcher and index threads over)."""
@@ -49,17 +51,28 @@ class CoderagServer(LanguageServer):
     protocol: DaemonProtocol
 
     def __init__(self, options: Options) -> None:
-        super().__init__("coderag-daemon", __version__, text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
-                         protocol_cls=DaemonProtocol, converter_factory=plain_json_converter)
+        super().__init__(
+            "coderag-daemon",
+            __version__,
+            text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
+            protocol_cls=DaemonProtocol,
+            converter_factory=plain_json_converter,
+        )
         self.options = options
         self.project = Project(options)
-        self.warm = WarmCache(StateStore(budget_bytes=options.persist_budget_mib * MIB), enabled=options.persist_cache,
-                              interval_s=options.persist_interval_ms / 1000,
-                              on_restored=lambda restored: self.worker.report(restored=restored.as_json()),
-                              on_saved=lambda figures: self.worker.report(saved=figures),
-                              progress=lambda: WorkProgress(self, "coderag: loading the saved cache"))
-        self.worker = ModelWorker(on_status=self._status_changed, on_loaded=self._model_loaded,
-                                  before_job=lambda session: self.warm.restore_if_due(session, self.project))
+        self.warm = WarmCache(
+            StateStore(budget_bytes=options.persist_budget_mib * MIB),
+            enabled=options.persist_cache,
+            interval_s=options.persist_interval_ms / 1000,
+            on_restored=lambda restored: self.worker.report(restored=restored.as_json()),
+            on_saved=lambda figures: self.worker.report(saved=figures),
+            progress=lambda: WorkProgress(self, "coderag: loading the saved cache"),
+        )
+        self.worker = ModelWorker(
+            on_status=self._status_changed,
+            on_loaded=self._model_loaded,
+            before_job=lambda session: self.warm.restore_if_due(session, self.project),
+        )
         self.watcher: DiskWatcher | None = None
         self.index = WorkspaceIndex(self.project.admission, default_cache_dir())
         self._index_build: Future[Any] | None = None
@@ -221,9 +234,12 @@ class CoderagServer(LanguageServer):
             self.watcher = None
             return
         project = self.project
-        self.watcher = DiskWatcher(project.admission, on_change=self._disk(project.disk_changed, self.index.update_path),
-                                   on_delete=self._disk(project.disk_deleted, self.index.remove_path),
-                                   on_move=self._disk(project.disk_moved, self.index.move))
+        self.watcher = DiskWatcher(
+            project.admission,
+            on_change=self._disk(project.disk_changed, self.index.update_path),
+            on_delete=self._disk(project.disk_deleted, self.index.remove_path),
+            on_move=self._disk(project.disk_moved, self.index.move),
+        )
         self.watcher.start()
 
     def _disk(self, handler: Callable[..., bool], index: Callable[..., None]) -> Callable[..., None]:
@@ -235,6 +251,7 @@ class CoderagServer(LanguageServer):
                 self.call_soon(self.build_index)  # new rules: the index drops the files they refuse
             self.call_soon(self.completions.forget_shown)  # the event loop's, like everything but the project and index
             log.info("changed on disk: %s", " -> ".join(paths))
+
         return on_event
 
     # --- the daemon's own requests ---------------------------------------------------------------
@@ -245,15 +262,23 @@ class CoderagServer(LanguageServer):
             raise JsonRpcInvalidParams(f"limit must be between 1 and 100, got {limit}")
         indexing = self.indexing
         hits = await asyncio.to_thread(self.index.search, query, limit)  # reads the files it returns
-        return {"indexing": indexing, "files": self.index.stats()["files"],
-                "results": [hit.to_json(with_text=True) for hit in hits]}
+        return {
+            "indexing": indexing,
+            "files": self.index.stats()["files"],
+            "results": [hit.to_json(with_text=True) for hit in hits],
+        }
 
     async def describe_context(self) -> dict[str, Any]:
         """The files as a chat lays them out (all of them), and what the cache holds of them."""
+
         def describe(session: Any) -> dict[str, Any]:  # segments() also tokenizes pending files
             cached = session.cache.cached_prefix(self.project.segments())
-            return {"files": self.project.describe(cached), "tokensCached": session.cache.cells_used,
-                    "nCtx": session.cache.n_ctx}
+            return {
+                "files": self.project.describe(cached),
+                "tokensCached": session.cache.cells_used,
+                "nCtx": session.cache.n_ctx,
+            }
+
         result: dict[str, Any] = await self.run(describe, label="context")
         return result
 
@@ -266,8 +291,9 @@ class CoderagServer(LanguageServer):
         if self.watcher is not None:
             self.watcher.stop()
         try:
-            self.worker.submit(lambda session: self.warm.save_now(session, self.project, timeout=SAVE_TIMEOUT),
-                               label="save").result(timeout=SAVE_TIMEOUT + 5)
+            self.worker.submit(
+                lambda session: self.warm.save_now(session, self.project, timeout=SAVE_TIMEOUT), label="save"
+            ).result(timeout=SAVE_TIMEOUT + 5)
         except Exception as exc:  # no model, or the save is cut short: the previous saved state stays
             log.debug("no cache saved at shutdown: %s", exc)
         self.warm.close()
@@ -278,8 +304,11 @@ class CoderagServer(LanguageServer):
 class ClientLogHandler(logging.Handler):
     """Daemon events at INFO and above go to the editor's log as window/logMessage."""
 
-    _LEVELS = {logging.ERROR: types.MessageType.Error, logging.WARNING: types.MessageType.Warning,
-               logging.INFO: types.MessageType.Info}
+    _LEVELS = {
+        logging.ERROR: types.MessageType.Error,
+        logging.WARNING: types.MessageType.Warning,
+        logging.INFO: types.MessageType.Info,
+    }
 
     def __init__(self, ls: CoderagServer) -> None:
         super().__init__(logging.INFO)

@@ -73,8 +73,10 @@ def private_dir(path: Path) -> None:
     if st.st_uid != os.geteuid():
         raise TransportError(f"{path} belongs to another user (uid {st.st_uid}): choose a directory of your own")
     if st.st_mode & 0o077:
-        raise TransportError(f"{path} is open to other users (mode {stat.S_IMODE(st.st_mode):o}): "
-                             f"run `chmod 700 {path}` or choose another directory")
+        raise TransportError(
+            f"{path} is open to other users (mode {stat.S_IMODE(st.st_mode):o}): "
+            f"run `chmod 700 {path}` or choose another directory"
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,8 +177,12 @@ def listen_tcp(port: int, token_file: Path | None) -> Listener:
     except BaseException:
         listener.__exit__()
         raise
-    print(f"coderag-daemon: serving LSP on 127.0.0.1:{port}; the client's initialize must carry the token in "
-          f"{path} as initializationOptions.{TOKEN_OPTION}", file=sys.stderr, flush=True)
+    print(
+        f"coderag-daemon: serving LSP on 127.0.0.1:{port}; the client's initialize must carry the token in "
+        f"{path} as initializationOptions.{TOKEN_OPTION}",
+        file=sys.stderr,
+        flush=True,
+    )
     return listener
 
 
@@ -275,8 +281,11 @@ async def _first_message(messages: MessageReader, token: str | None) -> Any:
         raise _Refused(f"no message within {_FIRST_MESSAGE_SECONDS:.0f} seconds") from None
     msg_id = _request_id(message)
     if not isinstance(message, dict) or message.get("method") != "initialize" or msg_id is None:
-        raise _Refused(f"unauthorized: the first message must be the initialize request with the token in "
-                       f"initializationOptions.{TOKEN_OPTION}", msg_id)
+        raise _Refused(
+            f"unauthorized: the first message must be the initialize request with the token in "
+            f"initializationOptions.{TOKEN_OPTION}",
+            msg_id,
+        )
     params = message.get("params")
     options = params.get("initializationOptions") if isinstance(params, dict) else None
     shown = options.pop(TOKEN_OPTION, None) if isinstance(options, dict) else None
@@ -295,8 +304,9 @@ def _request_id(message: Any) -> int | str | None:
 async def _refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, refused: _Refused) -> None:
     """One error, then the connection closes. What else the client sent is read and dropped first (for
     a moment): a socket closed with unread bytes is reset, and the reset can destroy the error on its way."""
-    body = json.dumps({"jsonrpc": "2.0", "id": refused.msg_id,
-                       "error": {"code": refused.code, "message": refused.reason}}).encode()
+    body = json.dumps(
+        {"jsonrpc": "2.0", "id": refused.msg_id, "error": {"code": refused.code, "message": refused.reason}}
+    ).encode()
     writer.write(b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
     try:
         writer.write_eof()

@@ -15,8 +15,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="cache_action", required=True)
     actions.add_parser("list", help="one line per saved state (workspace, model, tokens, size, age) and the total")
     clear = actions.add_parser("clear", help="remove saved states (all of them, or one workspace's)")
-    clear.add_argument("--workspace", type=Path, metavar="PATH",
-                       help="only the states of workspaces with the folder PATH among their roots")
+    clear.add_argument(
+        "--workspace",
+        type=Path,
+        metavar="PATH",
+        help="only the states of workspaces with the folder PATH among their roots",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,8 +44,11 @@ def clear(store: StateStore, folder: Path | None) -> int:
 
 
 def format_list(states: list[SavedState], directory: Path, now: float) -> str:
-    lines = [f"{', '.join(s.roots)}  {model_label(s.key, s.meta)}  {_tokens(s.meta)} tokens  {_size(s.size)}  "
-             f"{_age(now - s.created)}" for s in states]
+    lines = [
+        f"{', '.join(s.roots)}  {model_label(s.key, s.meta)}  {_tokens(s.meta)} tokens  {_size(s.size)}  "
+        f"{_age(now - s.created)}"
+        for s in states
+    ]
     total = sum(s.size for s in states)
     lines.append(f"{len(states)} saved state{'s' if len(states) != 1 else ''}, {_size(total)}, in {directory}")
     return "\n".join(lines)

@@ -63,12 +63,27 @@ class SavedState:
     """The workspace's sorted resolved roots (what ``workspace`` is a hash of)."""
 
 
-def encode_header(workspace: str, roots: tuple[str, ...], key: dict[str, Any], meta: dict[str, Any],
-                  created: float, payload_length: int) -> bytes:
+def encode_header(
+    workspace: str,
+    roots: tuple[str, ...],
+    key: dict[str, Any],
+    meta: dict[str, Any],
+    created: float,
+    payload_length: int,
+) -> bytes:
     """The bytes before the payload. Raises TypeError if key or meta is not JSON."""
-    header = json.dumps({"workspace": workspace, "roots": list(roots), "key": key, "meta": meta,
-                         "created": created, "payload_length": payload_length},
-                        ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    header = json.dumps(
+        {
+            "workspace": workspace,
+            "roots": list(roots),
+            "key": key,
+            "meta": meta,
+            "created": created,
+            "payload_length": payload_length,
+        },
+        ensure_ascii=False,
+        separators=(",", ":"),
+    ).encode("utf-8")
     return _PREFIX.pack(MAGIC, FORMAT, len(header)) + header
 
 
@@ -114,7 +129,7 @@ def temp_pid(name: str) -> int | None:
     """The pid in a temporary file's name, or None if ``name`` is not one of ours."""
     if not (name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX)):
         return None
-    pid = name[len(TEMP_PREFIX):].partition("-")[0]
+    pid = name[len(TEMP_PREFIX) :].partition("-")[0]
     return int(pid) if pid.isdigit() else None
 
 
@@ -145,7 +160,7 @@ def _with_digest(parts: Iterable[bytes]) -> Iterator[memoryview | bytes]:
     for part in parts:
         view = memoryview(part).cast("B")
         for start in range(0, view.nbytes, CHUNK_BYTES):
-            chunk = view[start:start + CHUNK_BYTES]
+            chunk = view[start : start + CHUNK_BYTES]
             hasher.update(chunk)
             yield chunk
     yield hasher.digest()
@@ -154,7 +169,7 @@ def _with_digest(parts: Iterable[bytes]) -> Iterator[memoryview | bytes]:
 def _write_all(fd: int, chunk: bytes | memoryview) -> int:
     view = memoryview(chunk)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
     return len(chunk)
 
 
@@ -198,12 +213,19 @@ def state_of(path: Path, head: bytes, size: int) -> tuple[SavedState, int]:
     """The state a file of ``size`` bytes starting with ``head`` (from encode_header) describes, and its payload
     length."""
     try:
-        header = json.loads(head[_PREFIX.size:])
+        header = json.loads(head[_PREFIX.size :])
         workspace, roots, key, meta = header["workspace"], header["roots"], header["key"], header["meta"]
         created, length = header["created"], header["payload_length"]
-        if not (isinstance(workspace, str) and isinstance(roots, list) and all(isinstance(r, str) for r in roots)
-                and isinstance(key, dict) and isinstance(meta, dict) and isinstance(created, int | float)
-                and isinstance(length, int) and length >= 0):
+        if not (
+            isinstance(workspace, str)
+            and isinstance(roots, list)
+            and all(isinstance(r, str) for r in roots)
+            and isinstance(key, dict)
+            and isinstance(meta, dict)
+            and isinstance(created, int | float)
+            and isinstance(length, int)
+            and length >= 0
+        ):
             raise TypeError("wrong types")
     except (ValueError, KeyError, TypeError) as exc:
         raise StateFileError(f"{path}: unreadable header ({exc})") from None

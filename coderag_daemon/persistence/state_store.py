@@ -99,7 +99,8 @@ class StateStore:
                 size = state_file.write(ws_dir, name, head, payload)
         except OSError as exc:
             raise PersistenceUnavailable(
-                f"cannot save cache states in {self.directory}: {exc.strerror or exc}") from exc
+                f"cannot save cache states in {self.directory}: {exc.strerror or exc}"
+            ) from exc
         path = ws_dir / name
         try:
             self._prune(ws_dir, path)
@@ -122,8 +123,9 @@ class StateStore:
             if state.key == wanted:
                 found.append(state)
             else:
-                _log_once(state.path, f"{state.path}: saved with another model or other settings; not used",
-                          logging.INFO)
+                _log_once(
+                    state.path, f"{state.path}: saved with another model or other settings; not used", logging.INFO
+                )
         return sorted(found, key=lambda s: s.created, reverse=True)
 
     def load(self, state: SavedState) -> bytes:
@@ -274,7 +276,7 @@ class StateStore:
         own = next((mtime for path, _, mtime in files if path == written), None)
         if own is None:  # already replaced or removed by a concurrent save, which prunes for itself
             return
-        for path, _, mtime in files[self.keep:]:
+        for path, _, mtime in files[self.keep :]:
             if path != written and mtime <= own:
                 _remove(path)
 

@@ -21,8 +21,9 @@ class Window:
     first_line: int = 0  # the document line the prefix starts on
 
 
-def cursor_window(text: str, offset: int, prefix_lines: int = 64, suffix_lines: int = 4, anchor: int = 32,
-                  kept: int | None = None) -> Window:
+def cursor_window(
+    text: str, offset: int, prefix_lines: int = 64, suffix_lines: int = 4, anchor: int = 32, kept: int | None = None
+) -> Window:
     """The text around the cursor that goes in the request tail: at least `prefix_lines` whole lines
     above the cursor's line and `suffix_lines` below.
 
@@ -60,7 +61,7 @@ class WindowStarts:
     def window(self, uri: str, text: str, offset: int) -> Window:
         lines = text.split("\n")
         window = cursor_window(text, offset, kept=self._find(uri, lines))
-        self._last[uri] = (window.first_line, lines[window.first_line:window.first_line + self.KEY_LINES])
+        self._last[uri] = (window.first_line, lines[window.first_line : window.first_line + self.KEY_LINES])
         return window
 
     def forget(self, uri: str) -> None:
@@ -72,7 +73,7 @@ class WindowStarts:
         line, key = self._last[uri]
         for distance in range(self._search + 1):
             for candidate in (line - distance, line + distance):  # the nearer one above first
-                if 0 < candidate < len(lines) and lines[candidate:candidate + len(key)] == key:
+                if 0 < candidate < len(lines) and lines[candidate : candidate + len(key)] == key:
                     return candidate
         return None
 
@@ -103,7 +104,7 @@ class StopRule:
     block_indent: int
 
     @classmethod
-    def at(cls, window: Window) -> "StopRule":
+    def at(cls, window: Window) -> StopRule:
         line_after = window.suffix.split("\n", 1)[0]
         current = window.prefix.rsplit("\n", 1)[-1]
         if current.strip():
@@ -151,7 +152,7 @@ def continuation(healed: str, generated: str) -> str:
     typed text that the prompt left out and the model was held to write first (token healing, see
     prompts.PromptLayout.healed_text). Generated text that does not start with it would not go on
     from what is typed (the generation stopped before it was written): then there is no suggestion."""
-    return generated[len(healed):] if generated.startswith(healed) else ""
+    return generated[len(healed) :] if generated.startswith(healed) else ""
 
 
 def trim_suffix_overlap(completion: str, suffix: str) -> str:
@@ -190,9 +191,9 @@ class TypeThroughCache:
         for item in reversed(self._items):
             if item.uri != uri or item.after != after or not before.startswith(item.before):
                 continue
-            typed = before[len(item.before):]
+            typed = before[len(item.before) :]
             if item.text.startswith(typed) and len(typed) < len(item.text):
-                return item.text[len(typed):]
+                return item.text[len(typed) :]
         return None
 
     def clear(self) -> None:

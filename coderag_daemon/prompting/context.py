@@ -31,7 +31,8 @@ class ContextOptions:
     def __post_init__(self) -> None:
         if self.token_budget < 1 or self.max_files < 1:
             raise ValueError(
-                f"token_budget and max_files must be positive, got {self.token_budget} and {self.max_files}")
+                f"token_budget and max_files must be positive, got {self.token_budget} and {self.max_files}"
+            )
         if not 0 < self.low_water <= 1:
             raise ValueError(f"low_water must be in (0, 1], got {self.low_water}")
 
@@ -71,8 +72,9 @@ class ContextLayout:
             probe = text
         if len(tokens) <= budget:
             return Segment(tuple(tokens))
-        log.info("%s: %d+ tokens, more than the whole %d-token budget; keeping its first lines",
-                 path, len(tokens), budget)
+        log.info(
+            "%s: %d+ tokens, more than the whole %d-token budget; keeping its first lines", path, len(tokens), budget
+        )
         return Segment(tuple(self._head_lines(path, probe, tokens)), truncated=True)
 
     def _head_lines(self, path: str, text: str, tokens: list[int]) -> list[int]:

@@ -58,10 +58,35 @@ _STOP_TEXTS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<end_of_turn>", "
 
 # Line-comment syntax for the path header of the text layouts; C-style is the common default.
 _COMMENT = {
-    ".py": "#", ".pyi": "#", ".sh": "#", ".bash": "#", ".rb": "#", ".pl": "#", ".r": "#", ".jl": "#",
-    ".toml": "#", ".yaml": "#", ".yml": "#", ".cfg": "#", ".ini": "#", ".mk": "#", ".cmake": "#",
-    ".nim": "#", ".ex": "#", ".exs": "#", ".lua": "--", ".sql": "--", ".hs": "--", ".elm": "--",
-    ".lisp": ";", ".clj": ";", ".el": ";", ".scm": ";", ".tex": "%", ".erl": "%", ".m": "%",
+    ".py": "#",
+    ".pyi": "#",
+    ".sh": "#",
+    ".bash": "#",
+    ".rb": "#",
+    ".pl": "#",
+    ".r": "#",
+    ".jl": "#",
+    ".toml": "#",
+    ".yaml": "#",
+    ".yml": "#",
+    ".cfg": "#",
+    ".ini": "#",
+    ".mk": "#",
+    ".cmake": "#",
+    ".nim": "#",
+    ".ex": "#",
+    ".exs": "#",
+    ".lua": "--",
+    ".sql": "--",
+    ".hs": "--",
+    ".elm": "--",
+    ".lisp": ";",
+    ".clj": ";",
+    ".el": ";",
+    ".scm": ";",
+    ".tex": "%",
+    ".erl": "%",
+    ".m": "%",
 }
 
 # Message contents are replaced by these marks while the chat template renders, then spliced back
@@ -112,10 +137,12 @@ class PromptOptions:
         default = cls()
         if retrieval_tokens is None:
             retrieval_tokens = default.retrieval_tokens
-        return cls(prefix_tokens=min(default.prefix_tokens, n_ctx // 4),
-                   suffix_tokens=min(default.suffix_tokens, n_ctx // 32),
-                   chat_tokens=min(default.chat_tokens, n_ctx // 8),
-                   retrieval_tokens=min(retrieval_tokens, n_ctx // 8))
+        return cls(
+            prefix_tokens=min(default.prefix_tokens, n_ctx // 4),
+            suffix_tokens=min(default.suffix_tokens, n_ctx // 32),
+            chat_tokens=min(default.chat_tokens, n_ctx // 8),
+            retrieval_tokens=min(retrieval_tokens, n_ctx // 8),
+        )
 
     def request_tokens(self, completion_tokens: int, chat_tokens: int = 0) -> int:
         """The most a request tail and its answer take: a completion (cursor window and answer) or
@@ -190,7 +217,7 @@ class PromptLayout:
         own, the model may start the line anew ('ret    return'). The generation is instead held
         to start with this text (`healing`), so it picks the token it would have used, and the
         suggestion is what follows it."""
-        line = prefix[prefix.rfind("\n") + 1:]
+        line = prefix[prefix.rfind("\n") + 1 :]
         data, written, healed = line.encode("utf-8"), b"", b""
         for token in reversed(self.tokenizer.tokenize(line)):
             written = self.tokenizer.token_bytes(token) + written
@@ -211,15 +238,16 @@ class PromptLayout:
         stop anywhere would write ' >' of ' >=' or '.exp' of '.expi' meaning other words
         (' > x', '.exp < now'), and then be held to '=x' or 'ires'."""
         data = healed.encode("utf-8")
-        splits = sorted(end for end in self._boundaries(healed + "x", data) - self._boundaries(healed, data)
-                        if data[end:].isspace())
+        splits = sorted(
+            end for end in self._boundaries(healed + "x", data) - self._boundaries(healed, data) if data[end:].isspace()
+        )
         vocabulary = self.vocabulary
 
         def allowed(written: bytes) -> np.ndarray | None:
             if len(written) >= len(data) or not data.startswith(written):
                 return None
-            ids = [vocabulary.starting_with(data[len(written):])]
-            ids += [vocabulary.spelling(data[len(written):end]) for end in splits if end > len(written)]
+            ids = [vocabulary.starting_with(data[len(written) :])]
+            ids += [vocabulary.spelling(data[len(written) : end]) for end in splits if end > len(written)]
             found = np.concatenate(ids)
             return found if found.size else None
 
@@ -243,8 +271,9 @@ class PromptLayout:
             vocabulary = _VOCABULARIES[self.tokenizer] = Vocabulary(self.tokenizer, self.stop_tokens)
         return vocabulary
 
-    def chat_tail(self, messages: Sequence[Mapping[str, str]], context_note: str | None = None,
-                  retrieved: str = "") -> list[int]:
+    def chat_tail(
+        self, messages: Sequence[Mapping[str, str]], context_note: str | None = None, retrieved: str = ""
+    ) -> list[int]:
         """The conversation after the file context, ending where the assistant's answer starts.
 
         `messages` are ``{"role", "content"}`` dicts, oldest first, the last one the user's question;
@@ -298,8 +327,17 @@ class PromptLayout:
     def stop_tokens(self) -> frozenset[int]:
         """Control tokens that end a completion or answer: any FIM, file or turn marker, EOS."""
         sp = self._special
-        ids = {sp.eos, sp.fim_prefix, sp.fim_suffix, sp.fim_middle, sp.fim_pad, sp.fim_repo, sp.fim_sep,
-               self.file_sep, self.repo_name}
+        ids = {
+            sp.eos,
+            sp.fim_prefix,
+            sp.fim_suffix,
+            sp.fim_middle,
+            sp.fim_pad,
+            sp.fim_repo,
+            sp.fim_sep,
+            self.file_sep,
+            self.repo_name,
+        }
         found = {self.tokenizer.token_id(t) for t in _STOP_TEXTS}
         return frozenset(i for i in ids | found if i is not None and i >= 0)
 
@@ -323,12 +361,12 @@ class Vocabulary:
         """Ids of the tokens whose text starts with `text`."""
         lo = bisect.bisect_left(self._texts, text)
         bound = _successor(text)
-        return self._ids[lo:len(self._texts) if bound is None else bisect.bisect_left(self._texts, bound, lo)]
+        return self._ids[lo : len(self._texts) if bound is None else bisect.bisect_left(self._texts, bound, lo)]
 
     def spelling(self, text: bytes) -> np.ndarray:
         """Ids of the tokens whose text is `text`."""
         lo = bisect.bisect_left(self._texts, text)
-        return self._ids[lo:bisect.bisect_right(self._texts, text, lo)]
+        return self._ids[lo : bisect.bisect_right(self._texts, text, lo)]
 
 
 _VOCABULARIES: weakref.WeakKeyDictionary[Tokenizer, Vocabulary] = weakref.WeakKeyDictionary()

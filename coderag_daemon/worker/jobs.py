@@ -11,19 +11,19 @@ file and the tail.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
-from ..prompting.completion import StopRule, Window, continuation, trim_suffix_overlap
-from ..workspace.documents import Document
 from ..engine import GenerationOptions, UpdateStats, generate
 from ..index import Retrieved
 from ..index.retrieval import CountTokens
 from ..options import Options
+from ..prompting.completion import StopRule, Window, continuation, trim_suffix_overlap
+from ..workspace.documents import Document
 from ..workspace.project import Project
 from .model_worker import Session, update_figures
 from .warm_cache import WarmCache
-
 
 CHAT_SEQ = 1
 """The engine sequence of chat; completions and preloads use sequence 0."""
@@ -52,9 +52,11 @@ class Outcome:
 
     def as_stats(self) -> dict[str, Any]:
         out = {
-            "tokensInContext": self.stats.n_tokens, **update_figures(self.stats, self.prefill_ms),
+            "tokensInContext": self.stats.n_tokens,
+            **update_figures(self.stats, self.prefill_ms),
             "timeToFirstTokenMs": round(self.prefill_ms + (self.first_token_ms or 0.0), 1),
-            "generationMs": round(self.generation_ms, 1), "tokensGenerated": self.tokens_generated,
+            "generationMs": round(self.generation_ms, 1),
+            "tokensGenerated": self.tokens_generated,
             "stopReason": self.stop_reason,
         }
         if self.retrieved is not None:
@@ -73,7 +75,7 @@ def _completion_tail(project: Project, doc: Document, window: Window) -> tuple[l
     """The request tail, and the end of the prefix it leaves out for the model to write first."""
     layout = project.layout()
     healed = layout.healed_text(window.prefix)
-    prefix = window.prefix[:len(window.prefix) - len(healed)]
+    prefix = window.prefix[: len(window.prefix) - len(healed)]
     return layout.completion_tail(project.display_path(doc), prefix, window.suffix), healed
 
 
@@ -119,14 +121,17 @@ def complete(session: Session, project: Project, doc: Document, window: Window, 
     rule = StopRule.at(window)
 
     def should_stop(generated: str) -> int | None:  # the rule sees the text after the cursor
-        keep = rule.cut(generated[len(healed):]) if len(generated) > len(healed) else None
+        keep = rule.cut(generated[len(healed) :]) if len(generated) > len(healed) else None
         return None if keep is None else len(healed) + keep
 
     layout = project.layout()
     gen = generate(
         session.cache,
-        GenerationOptions(max_tokens=options.max_completion_tokens, stop_tokens=layout.stop_tokens,
-                          time_budget_s=options.completion_time_budget_ms / 1000),
+        GenerationOptions(
+            max_tokens=options.max_completion_tokens,
+            stop_tokens=layout.stop_tokens,
+            time_budget_s=options.completion_time_budget_ms / 1000,
+        ),
         cancelled=session.cancelled,
         should_stop=should_stop,
         constrain=layout.healing(healed),
@@ -135,12 +140,18 @@ def complete(session: Session, project: Project, doc: Document, window: Window, 
     if gen.stop_reason in ("max_tokens", "time", "context_full"):
         text = rule.cut_short(text)
     text = trim_suffix_overlap(text, window.suffix)
-    return Outcome(text, gen.stop_reason, stats, prefill_ms, gen.first_token_ms, gen.total_ms, len(gen.tokens),
-                   left_out=left_out)
+    return Outcome(
+        text, gen.stop_reason, stats, prefill_ms, gen.first_token_ms, gen.total_ms, len(gen.tokens), left_out=left_out
+    )
 
 
-def preload(session: Session, project: Project, target: Callable[[], list[list[int]]], done: Callable[[], None],
-            warm: WarmCache | None = None) -> None:
+def preload(
+    session: Session,
+    project: Project,
+    target: Callable[[], list[list[int]]],
+    done: Callable[[], None],
+    warm: WarmCache | None = None,
+) -> None:
     """Bring the cache to the context the next request is expected to need; yields to requests.
 
     When the files changed since the last question (an edit settled, files were opened or changed
@@ -162,24 +173,34 @@ def preload(session: Session, project: Project, target: Callable[[], list[list[i
         done()
 
 
-def chat(session: Session, project: Project, messages: list[dict[str, str]], note: str | None,
-         options: Options, on_text: Callable[[str], None],
-         retrieve: Retrieve | None = None) -> Outcome:
+def chat(
+    session: Session,
+    project: Project,
+    messages: list[dict[str, str]],
+    note: str | None,
+    options: Options,
+    on_text: Callable[[str], None],
+    retrieve: Retrieve | None = None,
+) -> Outcome:
     """An answer about the project, streamed through `on_text`, with code of files outside the
     context picked by `retrieve` in the request tail."""
     layout = project.layout()
     segments = project.segments()
     retrieved = None
     if retrieve is not None and layout.options.retrieval_tokens > 0:
-        retrieved = retrieve(lambda text: len(layout.tokenizer.tokenize(text)), project.context_paths(),
-                             layout.options.retrieval_tokens)
+        retrieved = retrieve(
+            lambda text: len(layout.tokenizer.tokenize(text)), project.context_paths(), layout.options.retrieval_tokens
+        )
     target = [*segments, layout.chat_tail(messages, note, retrieved.text if retrieved else "")]
     stats, prefill_ms = _prefill(session, target, CHAT_SEQ)
     gen = generate(
         session.cache,
-        GenerationOptions(max_tokens=options.max_chat_tokens, stop_tokens=layout.stop_tokens, stop=layout.chat_stop_strings),
+        GenerationOptions(
+            max_tokens=options.max_chat_tokens, stop_tokens=layout.stop_tokens, stop=layout.chat_stop_strings
+        ),
         cancelled=session.cancelled,
         on_text=on_text,
     )
-    return Outcome(gen.text, gen.stop_reason, stats, prefill_ms, gen.first_token_ms, gen.total_ms, len(gen.tokens),
-                   retrieved)
+    return Outcome(
+        gen.text, gen.stop_reason, stats, prefill_ms, gen.first_token_ms, gen.total_ms, len(gen.tokens), retrieved
+    )

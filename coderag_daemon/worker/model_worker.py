@@ -23,9 +23,10 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Callable, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from ..engine import ContextCache, EngineOptions, Model, UpdateStats
 
@@ -62,7 +63,7 @@ class ModelUnavailable(RuntimeError):
 
 @dataclass
 class Job(Generic[T]):
-    fn: Callable[["Session"], T]
+    fn: Callable[[Session], T]
     interactive: bool
     cancel: threading.Event = field(default_factory=threading.Event)
     future: Future = field(default_factory=Future)
@@ -110,8 +111,12 @@ def update_figures(stats: UpdateStats, prefill_ms: float | None = None) -> dict[
     """An update's figures as the protocol names them (camelCase). `prefill_ms` is the wall time a
     request waited for its prefill (tokenizing files included); by default the engine's own time."""
     ms = stats.decode_ms + stats.restore_ms + stats.checkpoint_ms if prefill_ms is None else prefill_ms
-    return {"tokensReprocessed": stats.tokens_reprocessed, "tokensKept": stats.tokens_kept,
-            "restoreKind": stats.restore_kind, "prefillMs": round(ms, 1)}
+    return {
+        "tokensReprocessed": stats.tokens_reprocessed,
+        "tokensKept": stats.tokens_kept,
+        "restoreKind": stats.restore_kind,
+        "prefillMs": round(ms, 1),
+    }
 
 
 @dataclass
@@ -134,9 +139,16 @@ class Status:
 
     def as_dict(self) -> dict[str, Any]:
         """The `coderag/status` payload (camelCase, as the protocol document says)."""
-        out: dict[str, Any] = {"state": self.state, "model": self.model, "error": self.error, "tokensCached": self.tokens_cached,
-               "nCtx": self.n_ctx, "checkpoints": self.checkpoints, "checkpointBytes": self.checkpoint_bytes,
-               "strategy": self.strategy}
+        out: dict[str, Any] = {
+            "state": self.state,
+            "model": self.model,
+            "error": self.error,
+            "tokensCached": self.tokens_cached,
+            "nCtx": self.n_ctx,
+            "checkpoints": self.checkpoints,
+            "checkpointBytes": self.checkpoint_bytes,
+            "strategy": self.strategy,
+        }
         if self.last_update is not None:
             out["last"] = {"seq": self.update_seq, **update_figures(self.last_update)}
         if self.last_request is not None:
@@ -149,9 +161,13 @@ class Status:
 
 
 class ModelWorker:
-    def __init__(self, on_status: Callable[[Status], None] = lambda s: None,
-                 on_loaded: Callable[[Model], None] = lambda m: None, model_wait: float = MODEL_WAIT,
-                 before_job: Callable[[Session], None] | None = None) -> None:
+    def __init__(
+        self,
+        on_status: Callable[[Status], None] = lambda s: None,
+        on_loaded: Callable[[Model], None] = lambda m: None,
+        model_wait: float = MODEL_WAIT,
+        before_job: Callable[[Session], None] | None = None,
+    ) -> None:
         self._cond = threading.Condition()
         self._interactive: collections.deque[Job] = collections.deque()
         self._preload: tuple[float | None, Job] | None = None
@@ -192,8 +208,14 @@ class ModelWorker:
         self._set_status(state="error", error=message)
         self._no_longer_expecting()
 
-    def submit(self, fn: Callable[[Session], T], *, label: str = "", cancel: threading.Event | None = None,
-               progress: Callable[[int, int], None] | None = None) -> Future:
+    def submit(
+        self,
+        fn: Callable[[Session], T],
+        *,
+        label: str = "",
+        cancel: threading.Event | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> Future:
         job = Job(fn, interactive=True, label=label, progress=progress)
         if cancel is not None:
             job.cancel = cancel
@@ -204,8 +226,13 @@ class ModelWorker:
             self._cond.notify()
         return job.future
 
-    def schedule_preload(self, fn: Callable[[Session], Any], delay: float, label: str = "preload",
-                         progress: Callable[[int, int], None] | None = None) -> None:
+    def schedule_preload(
+        self,
+        fn: Callable[[Session], Any],
+        delay: float,
+        label: str = "preload",
+        progress: Callable[[int, int], None] | None = None,
+    ) -> None:
         """Run `fn` after `delay` seconds of quiet; a newer preload replaces a pending one. If it gives
         way to an interactive job, it runs again `delay` seconds after the last one (see the module)."""
         job = Job(fn, interactive=False, label=label, progress=progress, delay=delay)
@@ -282,8 +309,15 @@ class ModelWorker:
 
     def _load(self, model_path: str, options: EngineOptions) -> None:
         self._close_model()
-        self._set_status(state="loading", model=model_path, error=None, tokens_cached=0, checkpoints=0, checkpoint_bytes=0,
-                         restored=None)
+        self._set_status(
+            state="loading",
+            model=model_path,
+            error=None,
+            tokens_cached=0,
+            checkpoints=0,
+            checkpoint_bytes=0,
+            restored=None,
+        )
         try:
             model = Model(model_path)
             cache = ContextCache(model, options)
@@ -356,8 +390,11 @@ class ModelWorker:
         cache = self._cache
         if cache is None:
             return {}
-        return {"tokens_cached": cache.cells_used, "checkpoints": len(cache.checkpoints),
-                "checkpoint_bytes": cache.checkpoints.nbytes}
+        return {
+            "tokens_cached": cache.cells_used,
+            "checkpoints": len(cache.checkpoints),
+            "checkpoint_bytes": cache.checkpoints.nbytes,
+        }
 
     def report_request(self, figures: dict[str, Any]) -> None:
         """A request finished: its figures (prefill, first token, generation) go out with the status,

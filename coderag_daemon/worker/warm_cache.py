@@ -82,10 +82,16 @@ class WarmCache:
     and `save_now` run on the model worker; `set_roots` and `configure` on the event loop (they only
     replace immutable values); the writer thread only writes what it is handed."""
 
-    def __init__(self, store: StateStore, *, enabled: bool = True, interval_s: float = 60.0,
-                 on_restored: Callable[[Restored], None] = lambda r: None,
-                 on_saved: Callable[[dict[str, Any]], None] = lambda figures: None,
-                 progress: Callable[[], Progress] | None = None) -> None:
+    def __init__(
+        self,
+        store: StateStore,
+        *,
+        enabled: bool = True,
+        interval_s: float = 60.0,
+        on_restored: Callable[[Restored], None] = lambda r: None,
+        on_saved: Callable[[dict[str, Any]], None] = lambda figures: None,
+        progress: Callable[[], Progress] | None = None,
+    ) -> None:
         self.store = store
         self.enabled = enabled
         self.interval_s = interval_s
@@ -141,8 +147,11 @@ class WarmCache:
             return
         try:
             current = project.file_digests()
-            best = max(self._candidates(session),
-                       key=lambda s: (matching_tokens(s.meta.get("files", []), current), s.created), default=None)
+            best = max(
+                self._candidates(session),
+                key=lambda s: (matching_tokens(s.meta.get("files", []), current), s.created),
+                default=None,
+            )
             if best is not None:
                 self._load(session, project, best, arrange=True)
         except Exception:  # the job goes on with a cold cache
@@ -168,8 +177,12 @@ class WarmCache:
         """A preload reached its target: the cache holds the files as they are now. Saved when the
         interval has passed and it changed, unless a request is waiting."""
         self._cache_files = project.file_digests()
-        if self.enabled and self._roots and time.monotonic() - self._last_save >= self.interval_s \
-                and not session.others_waiting():
+        if (
+            self.enabled
+            and self._roots
+            and time.monotonic() - self._last_save >= self.interval_s
+            and not session.others_waiting()
+        ):
             self._save(session, project, self._cache_files)
 
     def save_now(self, session: Session, project: Project, timeout: float) -> None:
@@ -211,8 +224,13 @@ class WarmCache:
         if arrange:
             project.prefer_order([p for p, _, _ in self._cache_files])
         restored = Restored(tokens, (time.perf_counter() - t0) * 1000, state.size, state.created)
-        log.info("loaded the saved cache of %s: %d tokens, %.1f MB in %.0f ms", ", ".join(state.roots), tokens,
-                 state.size / 1e6, restored.ms)
+        log.info(
+            "loaded the saved cache of %s: %d tokens, %.1f MB in %.0f ms",
+            ", ".join(state.roots),
+            tokens,
+            state.size / 1e6,
+            restored.ms,
+        )
         self._on_restored(restored)
 
     def _save(self, session: Session, project: Project, files: list[FileDigest]) -> None:
@@ -228,8 +246,12 @@ class WarmCache:
             log.warning("the cache could not be saved: %s", exc)
             return
         self._saved_tokens, self._last_save = fingerprint, time.monotonic()
-        meta = {"files": [list(f) for f in files], "tokens": len(cache.tokens),
-                "model": Path(cache.model.path).name, "strategy": cache.strategy}
+        meta = {
+            "files": [list(f) for f in files],
+            "tokens": len(cache.tokens),
+            "model": Path(cache.model.path).name,
+            "strategy": cache.strategy,
+        }
         self._writer.put(self._roots, key, meta, payload, (time.perf_counter() - t0) * 1000)
 
     def _unavailable(self, exc: PersistenceUnavailable) -> None:
@@ -249,8 +271,9 @@ class _Writer:
         self._busy = self._stopping = False
         self._thread: threading.Thread | None = None
 
-    def put(self, roots: tuple[str, ...], key: dict[str, Any], meta: dict[str, Any], payload: bytes,
-            snapshot_ms: float) -> None:
+    def put(
+        self, roots: tuple[str, ...], key: dict[str, Any], meta: dict[str, Any], payload: bytes, snapshot_ms: float
+    ) -> None:
         """Write `payload` (copied from the cache in `snapshot_ms` on the worker)."""
         with self._cond:
             self._pending = (roots, key, meta, payload, snapshot_ms)
@@ -284,10 +307,21 @@ class _Writer:
             try:
                 state = self._owner.store.save([Path(r) for r in roots], key, meta, payload)
                 write_ms = (time.perf_counter() - t0) * 1000
-                log.info("saved the cache (%d tokens, %.1f MB): copied in %.0f ms, written in %.0f ms", meta["tokens"],
-                         state.size / 1e6, snapshot_ms, write_ms)
-                self._owner.on_saved({"tokens": meta["tokens"], "bytes": state.size,
-                                      "snapshotMs": round(snapshot_ms, 1), "writeMs": round(write_ms, 1)})
+                log.info(
+                    "saved the cache (%d tokens, %.1f MB): copied in %.0f ms, written in %.0f ms",
+                    meta["tokens"],
+                    state.size / 1e6,
+                    snapshot_ms,
+                    write_ms,
+                )
+                self._owner.on_saved(
+                    {
+                        "tokens": meta["tokens"],
+                        "bytes": state.size,
+                        "snapshotMs": round(snapshot_ms, 1),
+                        "writeMs": round(write_ms, 1),
+                    }
+                )
             except PersistenceUnavailable as exc:
                 self._owner._unavailable(exc)
             except Exception:  # a bug must not end the thread that every later save needs

@@ -134,7 +134,9 @@ class AdmissionPolicy:
         location = self.check_location(path)
         return self.check_content(path) if location else location
 
-    def check_location(self, path: str | os.PathLike[str], *, is_dir: bool = False, follow_symlinks: bool = True) -> Admission:
+    def check_location(
+        self, path: str | os.PathLike[str], *, is_dir: bool = False, follow_symlinks: bool = True
+    ) -> Admission:
         """Path rules only: inside a root (after resolving symlinks), not skipped, not ignored, not secret.
 
         The rules apply to the resolved path and, when a symlink was involved and
@@ -191,7 +193,10 @@ class AdmissionPolicy:
             return self._refuse(path, "binary (NUL byte)")
         if _PRIVATE_KEY_TEXT.search(head):
             return self._refuse(path, "contains a private key")
-        if len(text) > self.options.max_file_bytes or len(text.encode("utf-8", "surrogatepass")) > self.options.max_file_bytes:
+        if (
+            len(text) > self.options.max_file_bytes
+            or len(text.encode("utf-8", "surrogatepass")) > self.options.max_file_bytes
+        ):
             return self._refuse(path, f"too large (over {self.options.max_file_bytes} bytes)")
         return ADMITTED
 

@@ -265,8 +265,9 @@ class DocumentStore:
         del self._docs[key]
         return doc
 
-    def load_from_disk(self, path: str | os.PathLike[str], language_id: str = "", *,
-                       max_bytes: int | None = None) -> Document | None:
+    def load_from_disk(
+        self, path: str | os.PathLike[str], language_id: str = "", *, max_bytes: int | None = None
+    ) -> Document | None:
         """Add or re-read a disk-backed document; returns the open buffer untouched if there is one.
 
         Returns None (and forgets any stale copy) if the file is missing, not a

@@ -66,8 +66,13 @@ class ContextEntry:
     def describe(self, cached_tokens: int) -> dict[str, Any]:
         """For the ``coderag/context`` request; cached: the model's cache holds the whole segment
         (it lies within the first `cached_tokens` tokens)."""
-        return {"path": self.path, "tokens": len(self.tokens), "start": self.start,
-                "cached": self.start + len(self.tokens) <= cached_tokens, "truncated": self.truncated}
+        return {
+            "path": self.path,
+            "tokens": len(self.tokens),
+            "start": self.start,
+            "cached": self.start + len(self.tokens) <= cached_tokens,
+            "truncated": self.truncated,
+        }
 
 
 class FileOrder:
@@ -122,8 +127,9 @@ class FileOrder:
             return
         rank = self._preferred.get(key)
         unranked = len(self._preferred)
-        later = None if rank is None else next(
-            (k for k in self._files if self._preferred.get(k, unranked) > rank), None)
+        later = (
+            None if rank is None else next((k for k in self._files if self._preferred.get(k, unranked) > rank), None)
+        )
         if later is None:
             self._files[key] = FileText(text)
             return
@@ -157,7 +163,7 @@ class FileOrder:
         """A file or directory moved: its files keep their places under their new keys (replacing
         files already there) and are tokenized again, since the path is in the segment's header.
         Returns the moved keys, old to new."""
-        renamed = {key: dst + key[len(src):] for key in keys_under(self._files, src)}
+        renamed = {key: dst + key[len(src) :] for key in keys_under(self._files, src)}
         for new in set(renamed.values()) - renamed.keys():
             self._files.pop(new, None)
         files: dict[str, FileText] = {}
@@ -195,8 +201,14 @@ class FileOrder:
     def digests(self) -> list[tuple[str, str, int]]:
         """(key, sha256 of the text, tokens; 0 if not tokenized yet) of each file, in order: what a
         saved cache holds, and how a later context is matched against it."""
-        return [(k, hashlib.sha256(f.text.encode("utf-8", "surrogatepass")).hexdigest(),
-                 len(f.segment.tokens) if f.segment is not None else 0) for k, f in self._files.items()]
+        return [
+            (
+                k,
+                hashlib.sha256(f.text.encode("utf-8", "surrogatepass")).hexdigest(),
+                len(f.segment.tokens) if f.segment is not None else 0,
+            )
+            for k, f in self._files.items()
+        ]
 
     def segments(self, exclude: str | None = None) -> list[list[int]]:
         """The head, then one segment per file in order; `exclude` (the file being completed, which
@@ -231,8 +243,10 @@ class FileOrder:
         total = self.total_tokens
         if total <= o.token_budget and len(self._files) <= o.max_files:
             return
-        reason = (f"{total} tokens in {len(self._files)} files, "
-                  f"over the limit of {o.token_budget} tokens / {o.max_files} files")
+        reason = (
+            f"{total} tokens in {len(self._files)} files, "
+            f"over the limit of {o.token_budget} tokens / {o.max_files} files"
+        )
         low_tokens, low_files = int(o.token_budget * o.low_water), max(int(o.max_files * o.low_water), 1)
         while len(self._files) > 1 and (total > low_tokens or len(self._files) > low_files):
             key = next(iter(self._files))
@@ -242,5 +256,10 @@ class FileOrder:
             log.info("evicted %s (%d tokens, least recently used): %s", self._display(key), tokens, reason)
             if self._on_evict is not None:
                 self._on_evict(key)
-        log.info("context now %d tokens in %d files (low-water %d tokens / %d files)",
-                 total, len(self._files), low_tokens, low_files)
+        log.info(
+            "context now %d tokens in %d files (low-water %d tokens / %d files)",
+            total,
+            len(self._files),
+            low_tokens,
+            low_files,
+        )

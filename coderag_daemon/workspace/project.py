@@ -218,14 +218,21 @@ class Project:
     def _admitted(self, doc: Document | None) -> bool:
         """The admission rules, on the document's path and the text the context would hold; each
         refusal is logged once by the policy."""
-        return doc is not None and doc.path is not None and bool(self.admission.check_location(doc.path)) and bool(
-            self.admission.check_text(doc.path, doc.text))
+        return (
+            doc is not None
+            and doc.path is not None
+            and bool(self.admission.check_location(doc.path))
+            and bool(self.admission.check_text(doc.path, doc.text))
+        )
 
     def _recheck(self, keys: Iterable[str] | None = None) -> bool:
         """The one place where context files (all, or those of `keys`) that the current rules refuse
         leave the context; the others keep their order. Returns whether any left."""
-        refused = [key for key in (list(self.files) if keys is None else keys)
-                   if key in self.files and not self._admitted(self._document_at(key))]
+        refused = [
+            key
+            for key in (list(self.files) if keys is None else keys)
+            if key in self.files and not self._admitted(self._document_at(key))
+        ]
         for key in refused:
             self._leave(Path(key))
         return bool(refused)
@@ -287,11 +294,14 @@ def _context_options(options: Options, layout: PromptLayout) -> ContextOptions:
     room = options.n_ctx - layout.options.request_tokens(options.max_completion_tokens, options.max_chat_tokens)
     budget = min(options.context_tokens, max(room, options.n_ctx // 4))
     if budget < options.context_tokens:
-        log.info("file context limited to %d tokens (contextTokens %d): "
-                 "n_ctx %d keeps room for the request and its answer", budget, options.context_tokens, options.n_ctx)
+        log.info(
+            "file context limited to %d tokens (contextTokens %d): n_ctx %d keeps room for the request and its answer",
+            budget,
+            options.context_tokens,
+            options.n_ctx,
+        )
     return ContextOptions(token_budget=budget)
 
 
 def _admission_options(options: Options) -> AdmissionOptions:
     return AdmissionOptions(max_file_bytes=options.max_file_kib * 1024, ignore_globs=list(options.ignore_globs))
-

@@ -27,10 +27,27 @@ SIDES = {"coderag-daemon", "llama-server default", "llama-server best", "llama-c
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[tuple[str, str, str], dict], Path]:
     out = tmp_path_factory.mktemp("compare")
-    command = [sys.executable, "-m", "coderag_daemon", "bench", "compare", "--tiny", "--threads", "1",
-               "--models", ",".join(MODELS), "--json", str(out / "r.json")]
-    proc = subprocess.run(command + (["--plots", str(out)] if PLOTS else []), capture_output=True, text=True,
-                          timeout=1800, cwd=Path(__file__).resolve().parents[2])
+    command = [
+        sys.executable,
+        "-m",
+        "coderag_daemon",
+        "bench",
+        "compare",
+        "--tiny",
+        "--threads",
+        "1",
+        "--models",
+        ",".join(MODELS),
+        "--json",
+        str(out / "r.json"),
+    ]
+    proc = subprocess.run(
+        command + (["--plots", str(out)] if PLOTS else []),
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = {(r["model"], r["workload"], r["side"]): r for r in json.loads((out / "r.json").read_text())}
     return proc.stdout, results, out
@@ -47,8 +64,11 @@ def _total(result: dict) -> int:
 def test_every_side_and_table(run) -> None:
     stdout, results, _ = run
     assert set(results) == {(m, w, s) for m in MODELS for w in ("mid-edit", "replay") for s in SIDES}
-    for line in ("| model | workload | side | requests | tokens reprocessed (total)", "Ratios ours / theirs",
-                 "mid-edit, each request"):
+    for line in (
+        "| model | workload | side | requests | tokens reprocessed (total)",
+        "Ratios ours / theirs",
+        "mid-edit, each request",
+    ):
         assert line in stdout
     for r in results.values():
         assert r["peak_rss"] > 0 and all(q["seconds"] > 0 for q in r["requests"])
@@ -104,4 +124,6 @@ def test_plots(run) -> None:
     if not PLOTS:
         pytest.skip("matplotlib is not installed (it comes with the bench extra)")
     _, _, out = run
-    assert sorted(p.name for p in out.glob("*.png")) == sorted(f"{w}-{m}.png" for m in MODELS for w in ("mid-edit", "replay"))
+    assert sorted(p.name for p in out.glob("*.png")) == sorted(
+        f"{w}-{m}.png" for m in MODELS for w in ("mid-edit", "replay")
+    )

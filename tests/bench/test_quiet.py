@@ -14,8 +14,12 @@ from coderag_daemon.bench import quiet
 def test_a_busy_process_that_is_not_ours_makes_the_machine_not_quiet() -> None:
     # Started through a shell that exits at once, so the busy loop is not a child of this process
     # (a benchmark's own children are left out of the sample).
-    out = subprocess.run(["sh", "-c", f"{sys.executable} -c 'while True: pass' >/dev/null 2>&1 & echo $!"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        ["sh", "-c", f"{sys.executable} -c 'while True: pass' >/dev/null 2>&1 & echo $!"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     pid = int(out.stdout.strip())
     try:
         time.sleep(0.2)

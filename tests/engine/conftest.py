@@ -36,7 +36,9 @@ def options(**overrides: object) -> EngineOptions:
     return EngineOptions(**{**OPTIONS, **overrides})
 
 
-def make_segments(model: Model, texts: list[str], rng: random.Random, n_segments: int = 6, size: int = 240) -> list[list[int]]:
+def make_segments(
+    model: Model, texts: list[str], rng: random.Random, n_segments: int = 6, size: int = 240
+) -> list[list[int]]:
     """One segment per file, each cut to about `size` tokens (with some spread)."""
     segments = []
     for i in range(n_segments):

@@ -41,8 +41,9 @@ def measured_checkpoint_bytes(model: Model, opts: EngineOptions, segments: list[
 
 
 @pytest.mark.parametrize("kv_type", ["f32", "f16"])
-def test_estimate_bounds_the_tiny_models_checkpoints_tightly(swa_model: Model, source_texts: list[str],
-                                                             kv_type: str) -> None:
+def test_estimate_bounds_the_tiny_models_checkpoints_tightly(
+    swa_model: Model, source_texts: list[str], kv_type: str
+) -> None:
     # checkpoints right after a full batch (interval points) and inside one (boundaries, N - 1)
     segments = make_segments(swa_model, source_texts, random.Random(41), n_segments=3, size=120)
     measured = measured_checkpoint_bytes(swa_model, options(kv_type=kv_type), segments)
@@ -64,8 +65,10 @@ def llama_metadata(model: llama_cpp.llama_model_p) -> dict[str, str]:
 
 def test_estimate_bounds_gemma3_270m_checkpoints_tightly() -> None:
     if not default_model.is_installed(default_model.GEMMA3_270M):
-        pytest.skip(f"Gemma 3 270M is not installed at {default_model.model_path(default_model.GEMMA3_270M)} "
-                    f"({default_model.GEMMA3_270M.install_hint})")
+        pytest.skip(
+            f"Gemma 3 270M is not installed at {default_model.model_path(default_model.GEMMA3_270M)} "
+            f"({default_model.GEMMA3_270M.install_hint})"
+        )
     path = default_model.model_path(default_model.GEMMA3_270M)
     model = llama_cpp.llama_model_load_from_file(str(path).encode(), llama_cpp.llama_model_default_params())
     assert model
@@ -92,8 +95,10 @@ def test_estimate_bounds_gemma3_270m_checkpoints_tightly() -> None:
     arch = metadata["general.architecture"]
     assert sum(layer.swa for layer in attention_shape(metadata, arch).layers) == 15
     # the engine's estimate for this model and these options, with a stand-in for Model
-    stand_in = SimpleNamespace(model=SimpleNamespace(metadata=metadata, arch=arch, n_swa=n_swa),
-                               options=EngineOptions(n_ctx=1024, n_batch=512, kv_type="f16"))
+    stand_in = SimpleNamespace(
+        model=SimpleNamespace(metadata=metadata, arch=arch, n_swa=n_swa),
+        options=EngineOptions(n_ctx=1024, n_batch=512, kv_type="f16"),
+    )
     estimate = ContextCache.swa_checkpoint_estimate(stand_in)
     assert measured <= estimate <= TIGHT * measured, (measured, estimate)
 
@@ -107,8 +112,9 @@ def test_auto_keeps_checkpoints_while_the_budget_holds_them(swa_model: Model, so
     assert (roomy.strategy, tight.strategy) == ("swa-checkpoints", "swa-full")
 
 
-def test_unknown_layout_counts_every_layer_and_says_so(swa_model: Model, monkeypatch: pytest.MonkeyPatch,
-                                                       caplog: pytest.LogCaptureFixture) -> None:
+def test_unknown_layout_counts_every_layer_and_says_so(
+    swa_model: Model, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     known = ContextCache(swa_model, options()).swa_checkpoint_estimate()
     monkeypatch.delitem(shape_module.SWA_PATTERNS, "gemma3")
     with caplog.at_level(logging.INFO, logger="coderag_daemon.engine"):
@@ -129,10 +135,15 @@ def test_per_layer_head_counts_come_from_the_gguf_array() -> None:
 
 
 def meta(arch: str, n_layer: int, **extra: str) -> dict[str, str]:
-    return {f"{arch}.block_count": str(n_layer), f"{arch}.embedding_length": "640",
-            f"{arch}.attention.head_count": "4", f"{arch}.attention.head_count_kv": "1",
-            f"{arch}.attention.key_length": "256", f"{arch}.attention.value_length": "256",
-            **{f"{arch}.{k}": v for k, v in extra.items()}}
+    return {
+        f"{arch}.block_count": str(n_layer),
+        f"{arch}.embedding_length": "640",
+        f"{arch}.attention.head_count": "4",
+        f"{arch}.attention.head_count_kv": "1",
+        f"{arch}.attention.key_length": "256",
+        f"{arch}.attention.value_length": "256",
+        **{f"{arch}.{k}": v for k, v in extra.items()},
+    }
 
 
 def swa_flags(metadata: dict[str, str], arch: str) -> list[bool]:
@@ -163,7 +174,11 @@ def test_sliding_window_head_sizes_apply_to_window_layers_only() -> None:
     metadata = meta("gemma2", 4, **{"attention.key_length_swa": "128", "attention.value_length_swa": "64"})
     layers = attention_shape(metadata, "gemma2").layers
     assert [(layer.swa, layer.k_width, layer.v_width) for layer in layers] == [
-        (True, 128, 64), (False, 256, 256), (True, 128, 64), (False, 256, 256)]
+        (True, 128, 64),
+        (False, 256, 256),
+        (True, 128, 64),
+        (False, 256, 256),
+    ]
 
 
 def test_unknown_architecture_is_an_upper_bound() -> None:

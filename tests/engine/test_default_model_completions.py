@@ -9,23 +9,24 @@ function is being typed at its end; one model, one thread, a few tokens per sugg
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
 from coderag_daemon import default_model
-from coderag_daemon.worker import jobs
-from coderag_daemon.prompting.completion import cursor_window
-from coderag_daemon.workspace.documents import path_to_uri
 from coderag_daemon.engine import ContextCache, EngineOptions, Model
 from coderag_daemon.options import Options
-from coderag_daemon.workspace.project import Project
+from coderag_daemon.prompting.completion import cursor_window
 from coderag_daemon.prompting.prompts import detect_layout
+from coderag_daemon.worker import jobs
+from coderag_daemon.workspace.documents import path_to_uri
+from coderag_daemon.workspace.project import Project
 from tests.sessions import CacheSession
 
-pytestmark = pytest.mark.skipif(not default_model.is_installed(),
-                                reason="the default model is not installed (make model)")
+pytestmark = pytest.mark.skipif(
+    not default_model.is_installed(), reason="the default model is not installed (make model)"
+)
 
 SAMPLE = Path(__file__).resolve().parents[2] / "fixtures" / "sample_project"
 AUTH = SAMPLE / "tasktrack" / "auth.py"
@@ -55,14 +56,17 @@ def suggest() -> Callable[[str], str]:
     return suggest
 
 
-@pytest.mark.parametrize(("typed", "word"), [
-    ("\n\ncla", "class"),  # at the start of a line
-    (FUNCTION + "    ret", "return"),  # after indentation
-    (FUNCTION + "    if token:\n        if now:\n            ret", "return"),  # after deeper indentation
-    (FUNCTION + "    payload = tok", "token"),  # inside a name
-    (FUNCTION + "    return now >= cla", "claims"),  # after an operator
-    (FUNCTION + '    raise AuthError("missing bea', "bearer"),  # inside a string
-])
+@pytest.mark.parametrize(
+    ("typed", "word"),
+    [
+        ("\n\ncla", "class"),  # at the start of a line
+        (FUNCTION + "    ret", "return"),  # after indentation
+        (FUNCTION + "    if token:\n        if now:\n            ret", "return"),  # after deeper indentation
+        (FUNCTION + "    payload = tok", "token"),  # inside a name
+        (FUNCTION + "    return now >= cla", "claims"),  # after an operator
+        (FUNCTION + '    raise AuthError("missing bea', "bearer"),  # inside a string
+    ],
+)
 def test_the_suggestion_continues_the_typed_word(suggest: Callable[[str], str], typed: str, word: str) -> None:
     text = suggest(typed)
     partial = re.search(r"\w+\Z", typed)

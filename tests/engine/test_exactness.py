@@ -81,8 +81,20 @@ def edit(segments: Segments, rng: random.Random, op: str) -> Segments:
     return segs
 
 
-OPS = ["insert_inside", "at_boundary", "delete_inside", "at_end", "move_to_tail", "replace_inside",
-       "unchanged", "insert_at_zero", "remove_segment", "insert_inside", "at_end", "move_to_tail"]
+OPS = [
+    "insert_inside",
+    "at_boundary",
+    "delete_inside",
+    "at_end",
+    "move_to_tail",
+    "replace_inside",
+    "unchanged",
+    "insert_at_zero",
+    "remove_segment",
+    "insert_inside",
+    "at_end",
+    "move_to_tail",
+]
 
 
 def run_session(model: Model, texts: list[str], seed: int, cache: ContextCache | None = None) -> list[dict]:
@@ -99,13 +111,15 @@ def run_session(model: Model, texts: list[str], seed: int, cache: ContextCache |
         stats = cache.update(new)
         fresh.clear()
         fresh.update(new)
-        results.append({
-            "op": op,
-            "diff": float(np.abs(cache.logits() - fresh.logits()).max()),
-            "reprocessed": stats.tokens_reprocessed,
-            "bound": max(len(after) - first_difference(before, after), 1) + cache.options.checkpoint_interval,
-            "stats": stats,
-        })
+        results.append(
+            {
+                "op": op,
+                "diff": float(np.abs(cache.logits() - fresh.logits()).max()),
+                "reprocessed": stats.tokens_reprocessed,
+                "bound": max(len(after) - first_difference(before, after), 1) + cache.options.checkpoint_interval,
+                "stats": stats,
+            }
+        )
         segments = new
     return results
 
@@ -152,8 +166,9 @@ def other_token(token: int) -> int:
     return token ^ 1
 
 
-def test_edits_at_a_boundary_restore_the_checkpoint_there_and_no_later_one(tiny_model: Model,
-                                                                           source_texts: list[str]) -> None:
+def test_edits_at_a_boundary_restore_the_checkpoint_there_and_no_later_one(
+    tiny_model: Model, source_texts: list[str]
+) -> None:
     """The checkpoint at boundary b holds tokens [0, b). An edit at b (the next segment's first token)
     restores it; an edit at b - 1 (the segment's last token) restores the one before, drops it, and
     a later edit must not find it again. Moving the store's `<= pos` in either direction fails here."""
@@ -234,8 +249,9 @@ def test_a_resumed_update_starts_where_the_interrupted_one_stopped(tiny_model: M
     start = 0
     for polls_allowed in (3, 2):  # interrupted twice, then completed
         polls, decoded = itertools.count(), [0]
-        stats = cache.update(segments, interrupt=lambda: next(polls) >= polls_allowed,
-                             progress=lambda done, total: decoded.append(done))
+        stats = cache.update(
+            segments, interrupt=lambda: next(polls) >= polls_allowed, progress=lambda done, total: decoded.append(done)
+        )
         assert not stats.completed
         if start:
             assert (stats.restore_kind, stats.restored_from) == ("none", start), stats
@@ -299,8 +315,9 @@ def _restore_one_position_late(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(CheckpointStore, "candidates", lambda self, pos: candidates(self, pos + 1))
 
 
-def test_control_checkpoint_one_position_late_is_caught(tiny_model: Model, source_texts: list[str],
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_control_checkpoint_one_position_late_is_caught(
+    tiny_model: Model, source_texts: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """An edit at the last token before boundary b, and the checkpoint at b restored: its state holds
     the old token. ~700 tokens later the logits still show it (the recurrent states forget slowly)."""
     if tiny_model.kind == "dense":
@@ -317,7 +334,9 @@ def test_control_checkpoint_one_position_late_is_caught(tiny_model: Model, sourc
     assert diff >= CONTROL_MARGIN * TOLERANCE, diff
 
 
-def test_control_disabled_cache_is_caught(tiny_model: Model, source_texts: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_control_disabled_cache_is_caught(
+    tiny_model: Model, source_texts: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(cache_module, "common_prefix", lambda a, b: 0)
     assert any(r["reprocessed"] > r["bound"] for r in run_session(tiny_model, source_texts, seed=1))
 

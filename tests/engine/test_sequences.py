@@ -77,8 +77,16 @@ def test_switching_between_two_targets_decodes_only_what_changed(model_and_optio
     assert diff(cache, model, overrides, follow_up) <= TOLERANCE
 
 
-FILE_OPS = ["insert_inside", "move_to_tail", "unchanged", "at_end", "delete_inside", "remove_segment",
-            "replace_inside", "at_boundary"]
+FILE_OPS = [
+    "insert_inside",
+    "move_to_tail",
+    "unchanged",
+    "at_end",
+    "delete_inside",
+    "remove_segment",
+    "replace_inside",
+    "at_boundary",
+]
 TAIL_OPS = ["tail_insert", "tail_replace", "tail_cut", "tail_grow", "unchanged"]
 
 
@@ -93,7 +101,7 @@ def edit_tail(tail: list[int], pool: list[int], rng: random.Random, op: str) -> 
         at = rng.randrange(1, len(tail) - 3)
         tail[at : at + 3] = chunk[:4]
     elif op == "tail_cut":
-        del tail[max(len(tail) * 2 // 3, 40):]
+        del tail[max(len(tail) * 2 // 3, 40) :]
     elif op == "tail_grow":
         tail.extend(chunk)
     elif op != "unchanged":
@@ -102,14 +110,16 @@ def edit_tail(tail: list[int], pool: list[int], rng: random.Random, op: str) -> 
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_random_edits_on_two_sequences_match_fresh_evaluation(model_and_options, source_texts: list[str], seed: int) -> None:
+def test_random_edits_on_two_sequences_match_fresh_evaluation(
+    model_and_options, source_texts: list[str], seed: int
+) -> None:
     """Tails longer than the sliding window: one sequence's decode reaches past the other's window,
     where llama.cpp would reuse that one's cells. The update keeps what `reusable` said."""
     model, overrides = model_and_options
     rng = random.Random(seed)
     files = make_segments(model, source_texts, rng, n_segments=4, size=160)
     pool = flat(make_segments(model, source_texts[4:], rng, n_segments=3))
-    tails = [pool[:rng.randint(80, 240)], pool[300 : 300 + rng.randint(80, 240)]]
+    tails = [pool[: rng.randint(80, 240)], pool[300 : 300 + rng.randint(80, 240)]]
     cache = ContextCache(model, options(**overrides))
     for _ in range(16):
         seq = rng.randrange(2)
@@ -144,8 +154,10 @@ def test_the_other_sequence_makes_room_when_both_do_not_fit(model_and_options, s
     back = cache.update(first, seq=0)  # the first sequence was dropped: its prefix comes from the second
     assert (back.restore_kind, back.tokens_reprocessed) == ("shared", n1 - common), back
     assert diff(cache, model, overrides, first) <= TOLERANCE
-    assert generate(cache, GenerationOptions(max_tokens=8)).tokens == generate(
-        fresh(model, overrides, first), GenerationOptions(max_tokens=8)).tokens
+    assert (
+        generate(cache, GenerationOptions(max_tokens=8)).tokens
+        == generate(fresh(model, overrides, first), GenerationOptions(max_tokens=8)).tokens
+    )
 
 
 @pytest.mark.parametrize("kind", ["swa", "recurrent", "hybrid"])

@@ -111,8 +111,10 @@ def test_both_sequences_and_their_shared_prefix_survive(kind: str, overrides: di
     if cache._pinned:  # the pin sequences tag the same cells again
         memory = cache.memory
         for seq in (0, 1):
-            ends = [(llama_cpp.llama_memory_seq_pos_min(memory, i), llama_cpp.llama_memory_seq_pos_max(memory, i))
-                    for i in (seq, seq + 2)]
+            ends = [
+                (llama_cpp.llama_memory_seq_pos_min(memory, i), llama_cpp.llama_memory_seq_pos_max(memory, i))
+                for i in (seq, seq + 2)
+            ]
             assert ends[0] == ends[1] == (0, len(flat(chat if seq else completion)) - 1), ends
     for target, seq in ((completion, 0), (chat, 1)):
         stats = cache.update(target, seq=seq)
@@ -141,13 +143,15 @@ def _damaged(payload: bytes, cache: ContextCache) -> dict[str, bytes]:
         "not a snapshot": b"GGUF" + payload[4:],
         "llama.cpp refuses": _reencoded(payload, cache, lambda s: setattr(s, "llama_state", s.llama_state[:-64])),
         "a token llama.cpp does not hold": _reencoded(
-            payload, cache, lambda s: setattr(s.sequences[0], "tokens", np.append(s.sequences[0].tokens, 7))),
+            payload, cache, lambda s: setattr(s.sequences[0], "tokens", np.append(s.sequences[0].tokens, 7))
+        ),
     }
 
 
 @pytest.mark.parametrize(("kind", "overrides"), DAMAGE_SETUPS, ids=["dense", "swa-checkpoints", "hybrid"])
-def test_a_bad_payload_is_refused_and_leaves_the_cache_usable(kind: str, overrides: dict,
-                                                              source_texts: list[str]) -> None:
+def test_a_bad_payload_is_refused_and_leaves_the_cache_usable(
+    kind: str, overrides: dict, source_texts: list[str]
+) -> None:
     payload, segments, _ = saved_session(kind, overrides, source_texts, seed=24)
     cache = new_cache(kind, overrides)
     other_n_ctx = new_cache(kind, {**overrides, "n_ctx": 2048})

@@ -70,9 +70,11 @@ def unpinned(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def shift_rule(monkeypatch: pytest.MonkeyPatch, by: int) -> None:
     """The window rule moved by `by` positions (positive: looser)."""
+
     def holds_window(self: ContextCache, s: _Sequence, p: int) -> bool:
         low = llama_cpp.llama_memory_seq_pos_min(self.memory, s.id)
         return p <= 0 or 0 <= low <= max(0, p - self.model.n_swa + 1 + by)
+
     monkeypatch.setattr(ContextCache, "_holds_window", holds_window)
 
 
@@ -119,8 +121,9 @@ def test_a_small_window_cache_cuts_exactly_where_the_window_is_held(model: Model
         assert kind == ("truncate" if k >= -1 else "checkpoint"), (k, kind)
 
 
-def test_two_sequences_cut_exactly_where_the_window_is_held(model: Model, files: Segments, pool: list[int],
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_two_sequences_cut_exactly_where_the_window_is_held(
+    model: Model, files: Segments, pool: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
     unpinned(monkeypatch)
     for k, kind, d in sweep_two_sequences(model, files, pool):
         assert d <= TOLERANCE, (k, kind, d)
@@ -128,8 +131,9 @@ def test_two_sequences_cut_exactly_where_the_window_is_held(model: Model, files:
 
 
 @pytest.mark.parametrize("case", ["checkpoints", "two sequences"])
-def test_control_a_rule_one_position_looser_is_caught(case: str, model: Model, files: Segments, pool: list[int],
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_control_a_rule_one_position_looser_is_caught(
+    case: str, model: Model, files: Segments, pool: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
     shift_rule(monkeypatch, 1)
     if case == "checkpoints":
         results = list(sweep_checkpoints(model, files))
@@ -154,8 +158,9 @@ def evicting_session(model: Model, files: Segments, pool: list[int]) -> ContextC
 
 
 @pytest.mark.parametrize("case", ["edit in the tail", "edit in the last file", "tail shared"])
-def test_one_sequence_does_not_evict_the_others_window(case: str, model: Model, files: Segments,
-                                                        pool: list[int]) -> None:
+def test_one_sequence_does_not_evict_the_others_window(
+    case: str, model: Model, files: Segments, pool: list[int]
+) -> None:
     cache = evicting_session(model, files, pool)
     n_files = len(flat(files))
     if case == "edit in the tail":

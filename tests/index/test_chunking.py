@@ -35,7 +35,7 @@ async def later():
 
 
 def lines_of(text: str, chunk) -> str:
-    return "".join(split_lines(text)[chunk.start_line:chunk.end_line])
+    return "".join(split_lines(text)[chunk.start_line : chunk.end_line])
 
 
 def test_python_is_cut_at_top_level_definitions() -> None:

@@ -7,15 +7,18 @@ import pytest
 from coderag_daemon.index.identifiers import count_terms, split_identifier, terms
 
 
-@pytest.mark.parametrize(("identifier", "words"), [
-    ("verify_token", ["verify", "token"]),
-    ("verifyToken", ["verify", "token"]),
-    ("VerifyToken", ["verify", "token"]),
-    ("HTTPServerError", ["http", "server", "error"]),
-    ("__init__", ["init"]),
-    ("parse_v2Header", ["parse", "v2", "header"]),
-    ("MAX_RETRIES", ["max", "retries"]),
-])
+@pytest.mark.parametrize(
+    ("identifier", "words"),
+    [
+        ("verify_token", ["verify", "token"]),
+        ("verifyToken", ["verify", "token"]),
+        ("VerifyToken", ["verify", "token"]),
+        ("HTTPServerError", ["http", "server", "error"]),
+        ("__init__", ["init"]),
+        ("parse_v2Header", ["parse", "v2", "header"]),
+        ("MAX_RETRIES", ["max", "retries"]),
+    ],
+)
 def test_identifiers_split_into_words(identifier: str, words: list[str]) -> None:
     assert split_identifier(identifier) == words
 

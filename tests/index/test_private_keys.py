@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from coderag_daemon.workspace.admission import AdmissionPolicy
 from coderag_daemon.index import IndexOptions, WorkspaceIndex
+from coderag_daemon.workspace.admission import AdmissionPolicy
 
-KEY = "-----BEGIN OPENSSH" + " PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ\n"  # split: this file is no key
+KEY = (
+    "-----BEGIN OPENSSH" + " PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ\n"
+)  # split: this file is no key
 
 
 def test_private_keys_are_not_indexed_from_disk_or_from_the_editor(tmp_path: Path) -> None:

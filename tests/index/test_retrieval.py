@@ -41,7 +41,7 @@ def test_labels_in_the_text_point_to_the_lines_shown(index) -> None:
     assert [f"{p}:{a}-{b}" for p, a, b in labels] == [hit.label for hit in got.sources]
     for path, first, last in labels:
         lines = split_lines((root / path).read_text())
-        shown = "".join(lines[int(first) - 1:int(last)])
+        shown = "".join(lines[int(first) - 1 : int(last)])
         assert shown in got.text
     for hit, source in zip(got.sources, got.sources_json(), strict=True):
         assert source["uri"] == (root / hit.display).as_uri() and source["label"] == hit.label
@@ -51,8 +51,9 @@ def test_labels_in_the_text_point_to_the_lines_shown(index) -> None:
 def test_the_budget_holds_and_a_long_best_chunk_is_cut_to_its_first_lines(index) -> None:
     _, idx = index
     for budget in (60, 200, 400, 1500):
-        got = retrieve(idx, "verify token expiry signature", count_tokens,
-                       options=RetrievalOptions(token_budget=budget))
+        got = retrieve(
+            idx, "verify token expiry signature", count_tokens, options=RetrievalOptions(token_budget=budget)
+        )
         assert got.tokens == count_tokens(got.text) <= budget
     small = retrieve(idx, "verify token expiry signature", count_tokens, options=RetrievalOptions(token_budget=120))
     assert len(small.sources) == 1

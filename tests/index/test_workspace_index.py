@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from coderag_daemon.workspace.admission import AdmissionOptions, AdmissionPolicy
 from coderag_daemon.index import IndexOptions, WorkspaceIndex
 from coderag_daemon.index.chunking import split_lines
+from coderag_daemon.workspace.admission import AdmissionOptions, AdmissionPolicy
 
 SAMPLE = Path(__file__).resolve().parents[2] / "fixtures" / "sample_project"
 QUESTIONS = json.loads((SAMPLE / "QUESTIONS.json").read_text())["questions"]
@@ -57,7 +57,7 @@ def test_the_answer_of_a_question_ranks_first_with_exact_lines(root: Path) -> No
         first, last = question["lines"]
         assert best.start_line < last and best.end_line >= first  # overlaps the definition (1-based lines)
         lines = split_lines((root / best.display).read_text())
-        assert best.text == "".join(lines[best.start_line:best.end_line])
+        assert best.text == "".join(lines[best.start_line : best.end_line])
         assert best.label == f"tasktrack/auth.py:{best.start_line + 1}-{best.end_line}"
         assert best.lsp_range()["end"]["line"] == best.end_line - 1
 
@@ -154,7 +154,11 @@ def test_the_index_is_saved_and_an_unchanged_tree_is_not_read_again(root: Path, 
     def run() -> tuple[object, list[tuple[str, int, int]], WorkspaceIndex]:
         index = WorkspaceIndex(AdmissionPolicy([root]), cache)
         report = index.build().result(timeout=60)
-        return report, [(h.display, h.start_line, h.end_line) for h in index.search("reminder times recurring", 5)], index
+        return (
+            report,
+            [(h.display, h.start_line, h.end_line) for h in index.search("reminder times recurring", 5)],
+            index,
+        )
 
     report, expected, index = run()
     assert report.indexed == report.files > 10 and report.reused == 0

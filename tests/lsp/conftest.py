@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import pytest_lsp
@@ -15,16 +16,31 @@ from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 from pytest_lsp.client import register_lsp_features
 
 from coderag_daemon.lsp.converter import plain_json_converter
-
 from coderag_daemon.workspace.documents import path_to_uri
 from fixtures.tiny_models import tiny_model_path
 
 SAMPLE = Path(__file__).resolve().parents[2] / "fixtures" / "sample_project"
 # Completions wait for the whole context, so what a test sees never depends on how far a background
 # preload got; tests of the cut ask for it in their settings.
-SERVER = [sys.executable, "-m", "coderag_daemon", "--model", str(tiny_model_path("dense")), "--threads", "1",
-          "--n-ctx", "4096", "--context-tokens", "2500", "--preload-delay-ms", "100", "--log-level", "INFO",
-          "--completion-wait-tokens", "131072"]
+SERVER = [
+    sys.executable,
+    "-m",
+    "coderag_daemon",
+    "--model",
+    str(tiny_model_path("dense")),
+    "--threads",
+    "1",
+    "--n-ctx",
+    "4096",
+    "--context-tokens",
+    "2500",
+    "--preload-delay-ms",
+    "100",
+    "--log-level",
+    "INFO",
+    "--completion-wait-tokens",
+    "131072",
+]
 
 
 class Recorder:
@@ -77,7 +93,9 @@ def initialize_params(workspace: Path, options: dict[str, Any] | None = None) ->
     )
 
 
-async def start(client: LanguageClient, workspace: Path, options: dict[str, Any] | None = None, state: str = "ready") -> None:
+async def start(
+    client: LanguageClient, workspace: Path, options: dict[str, Any] | None = None, state: str = "ready"
+) -> None:
     """Initialize a session and wait until the daemon reports `state` (its model loaded or failed)."""
     client.recorder = Recorder(client)
     await client.initialize_session(initialize_params(workspace, options))
@@ -93,15 +111,30 @@ async def client(lsp_client: LanguageClient, workspace: Path):
 
 def open_file(client: LanguageClient, path: Path, version: int = 1) -> str:
     uri = path_to_uri(path)
-    client.text_document_did_open(types.DidOpenTextDocumentParams(
-        text_document=types.TextDocumentItem(uri=uri, language_id="python", version=version, text=path.read_text())))
+    client.text_document_did_open(
+        types.DidOpenTextDocumentParams(
+            text_document=types.TextDocumentItem(uri=uri, language_id="python", version=version, text=path.read_text())
+        )
+    )
     return uri
 
 
-def edit(client: LanguageClient, uri: str, version: int, line: int, character: int, text: str,
-         end: tuple[int, int] | None = None) -> None:
+def edit(
+    client: LanguageClient,
+    uri: str,
+    version: int,
+    line: int,
+    character: int,
+    text: str,
+    end: tuple[int, int] | None = None,
+) -> None:
     start = types.Position(line=line, character=character)
     stop = types.Position(line=end[0], character=end[1]) if end else start
-    client.text_document_did_change(types.DidChangeTextDocumentParams(
-        text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=version),
-        content_changes=[types.TextDocumentContentChangePartial(range=types.Range(start=start, end=stop), text=text)]))
+    client.text_document_did_change(
+        types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=version),
+            content_changes=[
+                types.TextDocumentContentChangePartial(range=types.Range(start=start, end=stop), text=text)
+            ],
+        )
+    )

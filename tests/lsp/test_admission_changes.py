@@ -14,7 +14,9 @@ from .test_daemon import context_paths
 
 
 def close(client: LanguageClient, uri: str) -> None:
-    client.text_document_did_close(types.DidCloseTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=uri)))
+    client.text_document_did_close(
+        types.DidCloseTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=uri))
+    )
 
 
 async def until_paths(client: LanguageClient, expected: list[str], tries: int = 200) -> None:
@@ -25,8 +27,9 @@ async def until_paths(client: LanguageClient, expected: list[str], tries: int = 
     assert await context_paths(client) == expected
 
 
-async def test_closing_a_file_replaced_by_a_symlink_out_of_the_roots(client: LanguageClient, workspace: Path,
-                                                                      tmp_path: Path) -> None:
+async def test_closing_a_file_replaced_by_a_symlink_out_of_the_roots(
+    client: LanguageClient, workspace: Path, tmp_path: Path
+) -> None:
     pkg = workspace / "tasktrack"
     uris = [open_file(client, pkg / name) for name in ("config.py", "models.py")]
     outside = tmp_path / "outside_secret.txt"
@@ -45,6 +48,9 @@ async def test_a_gitignore_and_a_save_take_files_out(client: LanguageClient, wor
     await until_paths(client, ["tasktrack/config.py", "tasktrack/storage.py", "tasktrack/models.py"])
     (workspace / ".gitignore").write_text("tasktrack/storage.py\n")  # seen by the watcher
     await until_paths(client, ["tasktrack/config.py", "tasktrack/models.py"])
-    client.text_document_did_save(types.DidSaveTextDocumentParams(
-        text_document=types.TextDocumentIdentifier(uri=uri), text="BIN = 1\n" + "\0" * 50 + "\n"))
+    client.text_document_did_save(
+        types.DidSaveTextDocumentParams(
+            text_document=types.TextDocumentIdentifier(uri=uri), text="BIN = 1\n" + "\0" * 50 + "\n"
+        )
+    )
     await until_paths(client, ["tasktrack/config.py"])

@@ -12,9 +12,7 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 from pytest_lsp import LanguageClient
 
-from coderag_daemon.workspace.documents import path_to_uri
-
-from .conftest import SERVER, edit, initialize_params, open_file, until
+from .conftest import edit, open_file, until
 
 
 async def request(client: LanguageClient, method: str, params: object = None) -> Any:
@@ -28,8 +26,10 @@ async def context_paths(client: LanguageClient) -> list[str]:
 
 def inline_params(uri: str, line: int, character: int) -> types.InlineCompletionParams:
     return types.InlineCompletionParams(
-        text_document=types.TextDocumentIdentifier(uri=uri), position=types.Position(line=line, character=character),
-        context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Invoked))
+        text_document=types.TextDocumentIdentifier(uri=uri),
+        position=types.Position(line=line, character=character),
+        context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Invoked),
+    )
 
 
 async def test_initialize_announces_inline_completion(client: LanguageClient) -> None:
@@ -78,21 +78,32 @@ async def test_inline_completion_and_type_through(client: LanguageClient, worksp
 
 async def test_chat_streams_the_answer(client: LanguageClient, workspace: Path) -> None:
     uri = open_file(client, workspace / "tasktrack" / "auth.py")
-    result = await request(client, "coderag/chat", {"question": "Where is a token's expiry checked?", "uri": uri,
-                                                   "position": {"line": 3, "character": 0}, "token": "t1"})
+    result = await request(
+        client,
+        "coderag/chat",
+        {
+            "question": "Where is a token's expiry checked?",
+            "uri": uri,
+            "position": {"line": 3, "character": 0},
+            "token": "t1",
+        },
+    )
     streamed = "".join(d["delta"] for d in client.recorder.deltas if d["token"] == "t1")
     assert streamed == result["answer"]
     assert result["stats"]["tokensReprocessed"] > 0 and result["stats"]["stopReason"]
 
 
-async def test_completing_after_a_chat_keeps_the_cursor_window_until_an_edit_settles(client: LanguageClient, workspace: Path) -> None:
+async def test_completing_after_a_chat_keeps_the_cursor_window_until_an_edit_settles(
+    client: LanguageClient, workspace: Path
+) -> None:
     pkg = workspace / "tasktrack"
     open_file(client, pkg / "config.py")
     uri = open_file(client, pkg / "auth.py")
 
     def request_figures(seq: int) -> dict[str, Any] | None:
-        return next((s["lastRequest"] for s in client.recorder.status
-                     if s.get("lastRequest", {}).get("seq") == seq), None)
+        return next(
+            (s["lastRequest"] for s in client.recorder.status if s.get("lastRequest", {}).get("seq") == seq), None
+        )
 
     await client.text_document_inline_completion_async(inline_params(uri, 10, 0))
     await request(client, "coderag/chat", {"question": "What does auth.py do?", "uri": uri})
@@ -111,9 +122,16 @@ async def test_completing_after_a_chat_keeps_the_cursor_window_until_an_edit_set
     with_chat = (await until(lambda: [s for s in client.recorder.status if s["state"] == "ready"], what="ready"))[-1]
     seen = len(client.recorder.status)
     edit(client, uri, 2, 12, 0, "x = 1\n")
-    preloaded = await until(lambda: [s for s in client.recorder.status[seen:] if s["state"] == "ready" and s.get("last")
-                                     and any(t["state"] == "preloading" for t in client.recorder.status[seen:])],
-                            what="a preload after the edit")
+    preloaded = await until(
+        lambda: [
+            s
+            for s in client.recorder.status[seen:]
+            if s["state"] == "ready"
+            and s.get("last")
+            and any(t["state"] == "preloading" for t in client.recorder.status[seen:])
+        ],
+        what="a preload after the edit",
+    )
     assert preloaded[-1]["tokensCached"] < with_chat["tokensCached"] - 100, (preloaded[-1], with_chat)
     context = await request(client, "coderag/context", {})
     # the completion's context holds config.py, and auth.py only as its cursor window
@@ -124,9 +142,13 @@ async def test_completing_after_a_chat_keeps_the_cursor_window_until_an_edit_set
 async def test_cancel_stops_a_chat(client: LanguageClient, workspace: Path) -> None:
     # a question the tiny model answers up to the length limit (it ends some answers after a few dozen
     # tokens): 2,048 tokens take over a second, so the cancel lands mid-answer even on a busy machine
-    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings={"coderag": {"maxChatTokens": 2048}}))
+    client.workspace_did_change_configuration(
+        types.DidChangeConfigurationParams(settings={"coderag": {"maxChatTokens": 2048}})
+    )
     open_file(client, workspace / "tasktrack" / "api.py")
-    future = client.protocol.send_request("coderag/chat", {"question": "Describe api.py line by line.", "token": "c"}, msg_id="chat-1")
+    future = client.protocol.send_request(
+        "coderag/chat", {"question": "Describe api.py line by line.", "token": "c"}, msg_id="chat-1"
+    )
     await until(lambda: client.recorder.deltas, what="first streamed text")
     client.protocol.notify("$/cancelRequest", types.CancelParams(id="chat-1"))
     with pytest.raises(JsonRpcException, match="cancel"):
@@ -145,7 +167,7 @@ async def test_completion_preempts_a_preload(client: LanguageClient, workspace: 
     result = await client.text_document_inline_completion_async(inline_params(uris[1], 5, 0))
     assert result is not None
     states = [s["state"] for s in client.recorder.status]
-    assert "busy" in states[states.index("preloading"):]
+    assert "busy" in states[states.index("preloading") :]
 
 
 async def test_open_files_are_decoded_in_the_background(client: LanguageClient, workspace: Path) -> None:
@@ -166,16 +188,24 @@ async def test_a_question_before_the_warm_up_keeps_its_cells(client: LanguageCli
     # leaves the chat's own, since nothing changed since the question
     await until(lambda: any(s["state"] == "preloading" for s in client.recorder.status), what="the warm-up")
     await until(lambda: client.recorder.status[-1]["state"] == "ready", what="ready")
-    assert client.recorder.status[-1]["last"]["tokensReprocessed"] <= 1, client.recorder.status[-1]  # the last one, for its logits
-    history = [{"role": "user", "content": "What does config.py hold?"}, {"role": "assistant", "content": asked["answer"]}]
+    assert client.recorder.status[-1]["last"]["tokensReprocessed"] <= 1, client.recorder.status[
+        -1
+    ]  # the last one, for its logits
+    history = [
+        {"role": "user", "content": "What does config.py hold?"},
+        {"role": "assistant", "content": asked["answer"]},
+    ]
     again = await request(client, "coderag/chat", {"question": "And auth.py?", "history": history})
-    assert again["stats"]["tokensKept"] > sum(f["tokens"] for f in (await request(client, "coderag/context", {}))["files"])
+    assert again["stats"]["tokensKept"] > sum(
+        f["tokens"] for f in (await request(client, "coderag/context", {}))["files"]
+    )
 
 
 async def test_a_completion_does_not_wait_for_files_still_to_decode(client: LanguageClient, workspace: Path) -> None:
     # a long preload delay keeps the warm-up from starting before the request
-    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(
-        settings={"completionWaitTokens": 0, "preloadDelayMs": 1500}))
+    client.workspace_did_change_configuration(
+        types.DidChangeConfigurationParams(settings={"completionWaitTokens": 0, "preloadDelayMs": 1500})
+    )
     pkg = workspace / "tasktrack"
     for name in ("config.py", "auth.py"):
         open_file(client, pkg / name)
@@ -184,7 +214,9 @@ async def test_a_completion_does_not_wait_for_files_still_to_decode(client: Lang
     others = sum(f["tokens"] for f in files if f["path"] != "tasktrack/scheduler.py")
 
     def figures(seq: int) -> dict[str, Any] | None:
-        return next((s["lastRequest"] for s in client.recorder.status if s.get("lastRequest", {}).get("seq") == seq), None)
+        return next(
+            (s["lastRequest"] for s in client.recorder.status if s.get("lastRequest", {}).get("seq") == seq), None
+        )
 
     await client.text_document_inline_completion_async(inline_params(uri, 10, 0))
     first = await until(lambda: figures(1), what="the first completion's figures")
@@ -201,12 +233,16 @@ async def test_a_completion_does_not_wait_for_files_still_to_decode(client: Lang
 async def test_file_changed_on_disk_is_reread(client: LanguageClient, workspace: Path) -> None:
     path = workspace / "tasktrack" / "cli.py"
     uri = open_file(client, path)
-    client.text_document_did_close(types.DidCloseTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=uri)))
+    client.text_document_did_close(
+        types.DidCloseTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=uri))
+    )
     before = {f["path"]: f["tokens"] for f in (await request(client, "coderag/context", {}))["files"]}
     path.write_text(path.read_text() + "\n\ndef added_on_disk() -> None:\n    '''Written by another tool.'''\n")
 
     async def tokens_now() -> int:
-        return {f["path"]: f["tokens"] for f in (await request(client, "coderag/context", {}))["files"]}["tasktrack/cli.py"]
+        return {f["path"]: f["tokens"] for f in (await request(client, "coderag/context", {}))["files"]}[
+            "tasktrack/cli.py"
+        ]
 
     for _ in range(100):
         if await tokens_now() > before["tasktrack/cli.py"]:
@@ -221,15 +257,22 @@ async def test_file_changed_on_disk_is_reread(client: LanguageClient, workspace:
     assert "tasktrack/cli.py" not in await context_paths(client)
 
 
-async def test_a_file_changed_on_disk_is_decoded_again_in_the_background(client: LanguageClient, workspace: Path) -> None:
+async def test_a_file_changed_on_disk_is_decoded_again_in_the_background(
+    client: LanguageClient, workspace: Path
+) -> None:
     path = workspace / "tasktrack" / "cli.py"
     uri = open_file(client, path)
-    client.text_document_did_close(types.DidCloseTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=uri)))
+    client.text_document_did_close(
+        types.DidCloseTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=uri))
+    )
     await until(lambda: any(s["state"] == "preloading" for s in client.recorder.status), what="the warm-up")
     await until(lambda: client.recorder.status[-1]["state"] == "ready", what="ready")
     seen = len(client.recorder.status)
     path.write_text(path.read_text() + "\n# changed by another tool\n")
-    await until(lambda: any(s["state"] == "preloading" for s in client.recorder.status[seen:]), what="a preload after the change")
+    await until(
+        lambda: any(s["state"] == "preloading" for s in client.recorder.status[seen:]),
+        what="a preload after the change",
+    )
     await until(lambda: client.recorder.status[-1]["state"] == "ready", what="ready")
     (cli,) = (await request(client, "coderag/context", {}))["files"]
     assert cli["cached"] and client.recorder.status[-1]["last"]["tokensReprocessed"] > 0, cli
@@ -266,8 +309,11 @@ async def test_long_prefills_report_progress(client: LanguageClient, workspace: 
     await client.text_document_inline_completion_async(inline_params(uris[0], 3, 0))
 
     def completion_progress() -> list[list[object]]:
-        return [reports for reports in client.progress_reports.values()
-                if reports and getattr(reports[0], "title", "") == "coderag: completion"]
+        return [
+            reports
+            for reports in client.progress_reports.values()
+            if reports and getattr(reports[0], "title", "") == "coderag: completion"
+        ]
 
     (reports,) = await until(completion_progress, what="a completion progress")
     await until(lambda: isinstance(reports[-1], types.WorkDoneProgressEnd), what="its end")

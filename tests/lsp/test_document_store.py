@@ -53,6 +53,7 @@ def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[CoderagS
 
 def _play(server: CoderagServer, *messages: dict) -> list[dict]:
     """Hand `messages` to the server as the transports do, on an event loop; all it has written so far."""
+
     async def play() -> None:
         for message in messages:
             handle_message(server, {"jsonrpc": "2.0", **message})
@@ -72,15 +73,21 @@ def _initialize(folders: list[Path] | None = None) -> dict:
 
 
 def _did_open(text: str) -> dict:
-    return {"method": "textDocument/didOpen",
-            "params": {"textDocument": {"uri": URI, "languageId": "python", "version": 1, "text": text}}}
+    return {
+        "method": "textDocument/didOpen",
+        "params": {"textDocument": {"uri": URI, "languageId": "python", "version": 1, "text": text}},
+    }
 
 
 def _did_change(version: int, start: tuple[int, int], end: tuple[int, int], text: str, uri: str = URI) -> dict:
-    change = {"range": {"start": {"line": start[0], "character": start[1]},
-                        "end": {"line": end[0], "character": end[1]}}, "text": text}
-    return {"method": "textDocument/didChange",
-            "params": {"textDocument": {"uri": uri, "version": version}, "contentChanges": [change]}}
+    change = {
+        "range": {"start": {"line": start[0], "character": start[1]}, "end": {"line": end[0], "character": end[1]}},
+        "text": text,
+    }
+    return {
+        "method": "textDocument/didChange",
+        "params": {"textDocument": {"uri": uri, "version": version}, "contentChanges": [change]},
+    }
 
 
 def _did_close() -> dict:
@@ -89,8 +96,11 @@ def _did_close() -> dict:
 
 def test_pygls_keeps_no_copy_of_an_open_document(server: CoderagServer) -> None:
     _play(server, _initialize())
-    for message, text in [(_did_open("one\ntwo\n"), "one\ntwo\n"), (_did_change(2, (1, 0), (1, 3), "2"), "one\n2\n"),
-                          (_did_close(), None)]:
+    for message, text in [
+        (_did_open("one\ntwo\n"), "one\ntwo\n"),
+        (_did_change(2, (1, 0), (1, 3), "2"), "one\n2\n"),
+        (_did_close(), None),
+    ]:
         written = _play(server, message)
         doc = server.project.documents.get(URI)
         assert (doc and doc.text) == text
@@ -99,13 +109,20 @@ def test_pygls_keeps_no_copy_of_an_open_document(server: CoderagServer) -> None:
     assert not server.protocol._request_futures  # pygls's own handlers left a finished future each
 
 
-def test_an_edit_of_a_document_never_opened_is_refused_in_the_log(server: CoderagServer,
-                                                                   caplog: pytest.LogCaptureFixture) -> None:
+def test_an_edit_of_a_document_never_opened_is_refused_in_the_log(
+    server: CoderagServer, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.WARNING)
-    written = _play(server, _initialize(), _did_change(2, (0, 0), (0, 0), "x", uri="untitled:never-opened"),
-                    _did_open("one\n"), _did_change(2, (0, 3), (0, 3), "!"))
+    written = _play(
+        server,
+        _initialize(),
+        _did_change(2, (0, 0), (0, 0), "x", uri="untitled:never-opened"),
+        _did_open("one\n"),
+        _did_change(2, (0, 3), (0, 3), "!"),
+    )
     assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
-        ("WARNING", "edit of untitled:never-opened refused: unknown document untitled:never-opened")]
+        ("WARNING", "edit of untitled:never-opened refused: unknown document untitled:never-opened")
+    ]
     assert [m["id"] for m in written] == [1]  # the initialize response, and no error shown
     assert server.project.documents.get(URI).text == "one!\n"
 
@@ -116,8 +133,17 @@ def test_workspace_folders_reach_pygls_and_the_daemon(server: CoderagServer, tmp
     second.mkdir()
     _play(server, _initialize([first]))
     assert list(server.project.admission.roots) == [first]
-    _play(server, {"method": "workspace/didChangeWorkspaceFolders", "params": {"event": {
-        "added": [{"uri": path_to_uri(second), "name": "second"}],
-        "removed": [{"uri": path_to_uri(first), "name": "first"}]}}})
+    _play(
+        server,
+        {
+            "method": "workspace/didChangeWorkspaceFolders",
+            "params": {
+                "event": {
+                    "added": [{"uri": path_to_uri(second), "name": "second"}],
+                    "removed": [{"uri": path_to_uri(first), "name": "first"}],
+                }
+            },
+        },
+    )
     assert list(server.project.admission.roots) == [second]
     assert list(server.protocol.workspace.folders) == [path_to_uri(second)]

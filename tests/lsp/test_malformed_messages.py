@@ -18,19 +18,32 @@ from tests.lsp.test_stdio import DAEMON, _frame, _responses, read_framed
 
 
 def _initialize(root: Path) -> dict:
-    return {"jsonrpc": "2.0", "id": 1, "method": "initialize",
-            "params": {"capabilities": {}, "rootUri": path_to_uri(root)}}
+    return {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"capabilities": {}, "rootUri": path_to_uri(root)},
+    }
 
 
 def _completion(msg_id: int, position: Any) -> dict:
-    return {"jsonrpc": "2.0", "id": msg_id, "method": "textDocument/inlineCompletion",
-            "params": {"textDocument": {"uri": "untitled:x"}, "position": position, "context": {"triggerKind": 1}}}
+    return {
+        "jsonrpc": "2.0",
+        "id": msg_id,
+        "method": "textDocument/inlineCompletion",
+        "params": {"textDocument": {"uri": "untitled:x"}, "position": position, "context": {"triggerKind": 1}},
+    }
 
 
 def _exchange(root: Path, messages: list[Any]) -> dict[int | None, dict]:
     """The responses to `messages`, sent after initialize and before shutdown (id 3) and exit."""
-    session = [_initialize(root), {"jsonrpc": "2.0", "method": "initialized", "params": {}}, *messages,
-               {"jsonrpc": "2.0", "id": 3, "method": "shutdown"}, {"jsonrpc": "2.0", "method": "exit"}]
+    session = [
+        _initialize(root),
+        {"jsonrpc": "2.0", "method": "initialized", "params": {}},
+        *messages,
+        {"jsonrpc": "2.0", "id": 3, "method": "shutdown"},
+        {"jsonrpc": "2.0", "method": "exit"},
+    ]
     done = subprocess.run(DAEMON, input=b"".join(_frame(m) for m in session), capture_output=True, timeout=60)
     assert done.returncode == 0, done.stderr.decode()[-3000:]
     responses = _responses(done.stdout)
@@ -39,13 +52,16 @@ def _exchange(root: Path, messages: list[Any]) -> dict[int | None, dict]:
 
 
 def test_a_request_whose_params_lsprotocol_cannot_read_is_answered(tmp_path: Path) -> None:
-    responses = _exchange(tmp_path, [
-        _completion(11, {"line": -1, "character": 0}),
-        _completion(12, "3:4"),
-        {"jsonrpc": "2.0", "id": 13, "method": "textDocument/inlineCompletion"},
-        _completion(14, {"line": 2**40, "character": 0}),
-        {"jsonrpc": "2.0", "id": 15, "method": "initialize", "params": {"capabilities": 5}},
-    ])
+    responses = _exchange(
+        tmp_path,
+        [
+            _completion(11, {"line": -1, "character": 0}),
+            _completion(12, "3:4"),
+            {"jsonrpc": "2.0", "id": 13, "method": "textDocument/inlineCompletion"},
+            _completion(14, {"line": 2**40, "character": 0}),
+            {"jsonrpc": "2.0", "id": 15, "method": "initialize", "params": {"capabilities": 5}},
+        ],
+    )
     assert {msg_id: r["error"]["code"] for msg_id, r in responses.items()} == dict.fromkeys(range(11, 16), -32602)
     messages = {msg_id: r["error"]["message"] for msg_id, r in responses.items()}
     assert all(m.startswith("invalid params for ") for m in messages.values())
@@ -58,13 +74,16 @@ def test_a_request_whose_params_lsprotocol_cannot_read_is_answered(tmp_path: Pat
 
 def test_a_message_that_is_not_json_rpc_2_is_answered(tmp_path: Path) -> None:
     ask = {"jsonrpc": "2.0", "id": 16, "method": "coderag/documentText", "params": {"uri": "untitled:x"}}
-    responses = _exchange(tmp_path, [
-        {k: v for k, v in ask.items() if k != "jsonrpc"},
-        {**ask, "jsonrpc": "1.0", "id": 17},
-        {"jsonrpc": "2.0", "id": 18},
-        {"jsonrpc": "2.0", "id": 19, "method": 5},
-        [{**ask, "id": 20}],  # a batch: LSP has none
-    ])
+    responses = _exchange(
+        tmp_path,
+        [
+            {k: v for k, v in ask.items() if k != "jsonrpc"},
+            {**ask, "jsonrpc": "1.0", "id": 17},
+            {"jsonrpc": "2.0", "id": 18},
+            {"jsonrpc": "2.0", "id": 19, "method": 5},
+            [{**ask, "id": 20}],  # a batch: LSP has none
+        ],
+    )
     codes = {msg_id: r["error"]["code"] for msg_id, r in responses.items()}
     assert codes == dict.fromkeys([16, 17, 18, 19, None], -32600)
     assert "batch" in responses[None]["error"]["message"]  # one answer for the batch, with id null
@@ -75,13 +94,19 @@ def test_json_that_orjson_refuses_or_reads_otherwise_goes_through_as_json_has_it
     json.dumps read and write them."""
     big = 2**64
     text = "a\ud800b"
-    responses = _exchange(tmp_path, [
-        {"jsonrpc": "2.0", "id": big, "method": "coderag/documentText", "params": {"uri": "untitled:x"}},
-        {"jsonrpc": "2.0", "id": 21, "method": "coderag/documentText", "params": {"uri": float("nan")}},
-        {"jsonrpc": "2.0", "method": "textDocument/didOpen",
-         "params": {"textDocument": {"uri": "untitled:s", "languageId": "python", "version": 1, "text": text}}},
-        {"jsonrpc": "2.0", "id": 22, "method": "coderag/documentText", "params": {"uri": "untitled:s"}},
-    ])
+    responses = _exchange(
+        tmp_path,
+        [
+            {"jsonrpc": "2.0", "id": big, "method": "coderag/documentText", "params": {"uri": "untitled:x"}},
+            {"jsonrpc": "2.0", "id": 21, "method": "coderag/documentText", "params": {"uri": float("nan")}},
+            {
+                "jsonrpc": "2.0",
+                "method": "textDocument/didOpen",
+                "params": {"textDocument": {"uri": "untitled:s", "languageId": "python", "version": 1, "text": text}},
+            },
+            {"jsonrpc": "2.0", "id": 22, "method": "coderag/documentText", "params": {"uri": "untitled:s"}},
+        ],
+    )
     assert sorted(responses, key=str) == sorted([big, 21, 22], key=str)
     assert "unknown document" in responses[big]["error"]["message"]
     assert "'uri' has the wrong type (float)" in responses[21]["error"]["message"]
@@ -92,8 +117,9 @@ class _Client:
     """The daemon on pipes, answered message by message."""
 
     def __init__(self) -> None:
-        self.process = subprocess.Popen(DAEMON, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            DAEMON, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+        )
         self.received: queue.Queue[dict] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -142,9 +168,14 @@ def _logged(text: str) -> Callable[[dict], bool]:
 
 
 def _change(version: Any) -> dict:
-    return {"jsonrpc": "2.0", "method": "textDocument/didChange",
-            "params": {"textDocument": {"uri": "untitled:never-opened", "version": version},
-                       "contentChanges": [{"text": "x"}]}}
+    return {
+        "jsonrpc": "2.0",
+        "method": "textDocument/didChange",
+        "params": {
+            "textDocument": {"uri": "untitled:never-opened", "version": version},
+            "contentChanges": [{"text": "x"}],
+        },
+    }
 
 
 def test_an_edit_of_a_document_never_opened_is_refused_in_the_log(client: _Client) -> None:

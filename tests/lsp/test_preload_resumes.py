@@ -26,8 +26,9 @@ async def client(lsp_client: LanguageClient, workspace: Path):
 
 
 @pytest.mark.parametrize("method", ["coderag/context", "coderag/clearCache"])
-async def test_a_warm_up_interrupted_by_a_request_goes_on_afterwards(client: LanguageClient, workspace: Path,
-                                                                     method: str) -> None:
+async def test_a_warm_up_interrupted_by_a_request_goes_on_afterwards(
+    client: LanguageClient, workspace: Path, method: str
+) -> None:
     for name in FILES:
         path = workspace / "tasktrack" / name
         path.write_text("".join((SAMPLE / "tasktrack" / name).read_text().splitlines(keepends=True)[:LINES]))

@@ -21,16 +21,28 @@ TEXT = "def add(a, b):\n    return a + b\n\n"
 
 
 def _daemon(model: Path) -> list[str]:
-    return [sys.executable, "-m", "coderag_daemon", "--model", str(model), "--threads", "1", "--n-ctx", "2048",
-            "--log-level", "INFO"]
+    return [
+        sys.executable,
+        "-m",
+        "coderag_daemon",
+        "--model",
+        str(model),
+        "--threads",
+        "1",
+        "--n-ctx",
+        "2048",
+        "--log-level",
+        "INFO",
+    ]
 
 
 class _Daemon:
     """The daemon on pipes; requests it sends the client (progress creation) are answered, or not."""
 
     def __init__(self, model: Path, answer_requests: bool) -> None:
-        self.process = subprocess.Popen(_daemon(model), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            _daemon(model), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+        )
         self.answer_requests = answer_requests
         self.responses: queue.Queue[dict] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
@@ -67,16 +79,41 @@ def _at_once(root: Path) -> list[dict[str, Any]]:
     path.write_text(TEXT)
     uri = path_to_uri(path)
     return [
-        {"jsonrpc": "2.0", "id": 1, "method": "initialize",
-         "params": {"capabilities": {"window": {"workDoneProgress": True}}, "rootUri": path_to_uri(root)}},
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {"capabilities": {"window": {"workDoneProgress": True}}, "rootUri": path_to_uri(root)},
+        },
         {"jsonrpc": "2.0", "method": "initialized", "params": {}},
-        {"jsonrpc": "2.0", "method": "textDocument/didOpen",
-         "params": {"textDocument": {"uri": uri, "languageId": "python", "version": 1, "text": TEXT}}},
-        {"jsonrpc": "2.0", "method": "textDocument/didChange",
-         "params": {"textDocument": {"uri": uri, "version": 2}, "contentChanges": [
-             {"range": {"start": {"line": 3, "character": 0}, "end": {"line": 3, "character": 0}}, "text": "def sub"}]}},
-        {"jsonrpc": "2.0", "id": 2, "method": "textDocument/inlineCompletion",
-         "params": {"textDocument": {"uri": uri}, "position": {"line": 3, "character": 7}, "context": {"triggerKind": 1}}},
+        {
+            "jsonrpc": "2.0",
+            "method": "textDocument/didOpen",
+            "params": {"textDocument": {"uri": uri, "languageId": "python", "version": 1, "text": TEXT}},
+        },
+        {
+            "jsonrpc": "2.0",
+            "method": "textDocument/didChange",
+            "params": {
+                "textDocument": {"uri": uri, "version": 2},
+                "contentChanges": [
+                    {
+                        "range": {"start": {"line": 3, "character": 0}, "end": {"line": 3, "character": 0}},
+                        "text": "def sub",
+                    }
+                ],
+            },
+        },
+        {
+            "jsonrpc": "2.0",
+            "id": 2,
+            "method": "textDocument/inlineCompletion",
+            "params": {
+                "textDocument": {"uri": uri},
+                "position": {"line": 3, "character": 7},
+                "context": {"triggerKind": 1},
+            },
+        },
     ]
 
 

@@ -37,14 +37,21 @@ def read_framed(stream: BinaryIO) -> Iterator[dict]:
 
 
 def _session(root: Path) -> bytes:
-    return b"".join(_frame(m) for m in (
-        {"jsonrpc": "2.0", "id": 1, "method": "initialize",
-         "params": {"capabilities": {}, "rootUri": path_to_uri(root)}},
-        {"jsonrpc": "2.0", "method": "initialized", "params": {}},
-        {"jsonrpc": "2.0", "id": 2, "method": "coderag/documentText", "params": {"uri": "untitled:none"}},
-        {"jsonrpc": "2.0", "id": 3, "method": "shutdown"},
-        {"jsonrpc": "2.0", "method": "exit"},
-    ))
+    return b"".join(
+        _frame(m)
+        for m in (
+            {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "initialize",
+                "params": {"capabilities": {}, "rootUri": path_to_uri(root)},
+            },
+            {"jsonrpc": "2.0", "method": "initialized", "params": {}},
+            {"jsonrpc": "2.0", "id": 2, "method": "coderag/documentText", "params": {"uri": "untitled:none"}},
+            {"jsonrpc": "2.0", "id": 3, "method": "shutdown"},
+            {"jsonrpc": "2.0", "method": "exit"},
+        )
+    )
 
 
 def _responses(stdout: bytes) -> dict[int | None, dict]:
@@ -73,20 +80,34 @@ def test_garbage_before_a_message_costs_only_that_line(tmp_path: Path) -> None:
     assert b"skipped 200016 bytes from the client that were not an LSP message" in done.stderr
 
 
-_ASK = json.dumps({"jsonrpc": "2.0", "id": 9, "method": "coderag/documentText",
-                   "params": {"uri": "untitled:x" * 20}}).encode()
+_ASK = json.dumps(
+    {"jsonrpc": "2.0", "id": 9, "method": "coderag/documentText", "params": {"uri": "untitled:x" * 20}}
+).encode()
 _LONG = json.dumps({"jsonrpc": "2.0", "method": "coderag/nothing", "params": {"text": "y" * 100_000}}).encode()
 
 
-@pytest.mark.parametrize("bad, answered, logged", [
-    (b"Content-Length: %d\r\n\r\n%s" % (len(_ASK) - 10, _ASK), [None, 1, 2, 3], b"not JSON"),
-    (b"Content-Length: %d\r\n\r\n%s" % (len(_ASK) + 8, _ASK), [1, 2, 3, 9], b"was too long"),  # cuts the next header
-    (b"Content-Length: %d\r\n\r\n%s" % (len(_ASK) + 40, _ASK), [1, 2, 3, 9], b"was too long"),  # and its body
-    (b"Content-Length: abc\r\n\r\n%s" % _ASK, [1, 2, 3], b"were not an LSP message"),
-    (b"Content-Length: 10\r\n\r\n%s" % _LONG, [None, 1, 2, 3], b"were not an LSP message"),  # the rest: one long line
-], ids=["too short", "too long", "much too long", "not a number", "too short for a long body"])
-def test_a_wrong_content_length_costs_only_its_message(tmp_path: Path, bad: bytes, answered: list,
-                                                       logged: bytes) -> None:
+@pytest.mark.parametrize(
+    "bad, answered, logged",
+    [
+        (b"Content-Length: %d\r\n\r\n%s" % (len(_ASK) - 10, _ASK), [None, 1, 2, 3], b"not JSON"),
+        (
+            b"Content-Length: %d\r\n\r\n%s" % (len(_ASK) + 8, _ASK),
+            [1, 2, 3, 9],
+            b"was too long",
+        ),  # cuts the next header
+        (b"Content-Length: %d\r\n\r\n%s" % (len(_ASK) + 40, _ASK), [1, 2, 3, 9], b"was too long"),  # and its body
+        (b"Content-Length: abc\r\n\r\n%s" % _ASK, [1, 2, 3], b"were not an LSP message"),
+        (
+            b"Content-Length: 10\r\n\r\n%s" % _LONG,
+            [None, 1, 2, 3],
+            b"were not an LSP message",
+        ),  # the rest: one long line
+    ],
+    ids=["too short", "too long", "much too long", "not a number", "too short for a long body"],
+)
+def test_a_wrong_content_length_costs_only_its_message(
+    tmp_path: Path, bad: bytes, answered: list, logged: bytes
+) -> None:
     session = _session(tmp_path)
     at = session.index(b"Content-Length", session.index(b'"initialized"'))  # the bad message goes before documentText
     done = subprocess.run(DAEMON, input=session[:at] + bad + session[at:], capture_output=True, timeout=60)
@@ -102,11 +123,15 @@ def test_a_reply_past_ascii_is_framed_by_its_utf8_bytes(tmp_path: Path) -> None:
     text = "caf\u00e9 \U0001f600\u2028"
     session = _session(tmp_path)
     at = session.index(b"Content-Length", session.index(b'"initialized"'))
-    did_open = {"jsonrpc": "2.0", "method": "textDocument/didOpen",
-                "params": {"textDocument": {"uri": "untitled:u", "languageId": "text", "version": 1, "text": text}}}
+    did_open = {
+        "jsonrpc": "2.0",
+        "method": "textDocument/didOpen",
+        "params": {"textDocument": {"uri": "untitled:u", "languageId": "text", "version": 1, "text": text}},
+    }
     ask = {"jsonrpc": "2.0", "id": 8, "method": "coderag/documentText", "params": {"uri": "untitled:u"}}
-    done = subprocess.run(DAEMON, input=session[:at] + _frame(did_open) + _frame(ask) + session[at:],
-                          capture_output=True, timeout=60)
+    done = subprocess.run(
+        DAEMON, input=session[:at] + _frame(did_open) + _frame(ask) + session[at:], capture_output=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr.decode()[-3000:]
     assert text.encode() in done.stdout  # UTF-8 as it is, not \\u escapes
     replies = {m["id"]: m for m in read_framed(io.BytesIO(done.stdout)) if "id" in m}  # each read by its length

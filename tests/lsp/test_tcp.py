@@ -48,8 +48,9 @@ def _start_tcp(tmp_path: Path) -> tuple[subprocess.Popen, int, Path]:
     """A daemon on `--tcp PORT` with nothing else said: its token goes under $XDG_RUNTIME_DIR."""
     (runtime := tmp_path / "xdg").mkdir(mode=0o700)
     port = _free_port()
-    daemon = subprocess.Popen([*DAEMON, "--tcp", str(port)], stderr=subprocess.PIPE,
-                              env={**os.environ, "XDG_RUNTIME_DIR": str(runtime)})
+    daemon = subprocess.Popen(
+        [*DAEMON, "--tcp", str(port)], stderr=subprocess.PIPE, env={**os.environ, "XDG_RUNTIME_DIR": str(runtime)}
+    )
     return daemon, port, runtime / "coderag-daemon" / f"tcp-{port}.token"
 
 
@@ -111,8 +112,10 @@ def _intrude(intruder: socket.socket, root: Path, first: bytes) -> _Messages:
     intruder.sendall(first)
     if (answer := messages.response()) is not None:
         follow_up = [_initialize(root, msg_id=5)] if "error" in answer else []  # else it was initialized
-        follow_up += [{"jsonrpc": "2.0", "method": "initialized", "params": {}},
-                      {"jsonrpc": "2.0", "id": 2, "method": "coderag/search", "params": {"query": "secret kept reach"}}]
+        follow_up += [
+            {"jsonrpc": "2.0", "method": "initialized", "params": {}},
+            {"jsonrpc": "2.0", "id": 2, "method": "coderag/search", "params": {"query": "secret kept reach"}},
+        ]
         with contextlib.suppress(OSError):  # the daemon may have closed the connection already
             intruder.sendall(b"".join(_frame(m) for m in follow_up))
         messages.response(2)
@@ -129,19 +132,32 @@ def _initialize(root: Path, options: dict | None = None, method: str = "initiali
 _WRONG = "A" * 43  # as long as a real token
 
 
-@pytest.mark.parametrize("first, answer_id, code", [
-    (lambda root: _frame(_initialize(root)), 1, _REFUSED),
-    (lambda root: _frame(_initialize(root, {"nCtx": 4096})), 1, _REFUSED),
-    (lambda root: _frame(_initialize(root, {_TOKEN: _WRONG})), 1, _REFUSED),
-    (lambda root: _frame(_initialize(root, {_TOKEN: 12345})), 1, _REFUSED),
-    (lambda root: _frame(_initialize(root, {"coderag": {_TOKEN: _WRONG}})), 1, _REFUSED),
-    (lambda root: _frame(_initialize(root, {_TOKEN: _WRONG}, method="coderag/search")), 1, _REFUSED),
-    (lambda root: b"Content-Length: 5\r\n\r\nhello", None, -32700),
-    (lambda root: b"Content-Length: 2000000\r\n\r\n" + b" " * 1000, None, _REFUSED),
-], ids=["no options", "no token", "a wrong token", "a token that is not a string", "a token nested in settings",
-        "another request first", "not JSON", "too long"])
-def test_a_client_without_the_token_gets_one_error_and_is_closed(tmp_path: Path, first: Any, answer_id: Any,
-                                                                 code: int) -> None:
+@pytest.mark.parametrize(
+    "first, answer_id, code",
+    [
+        (lambda root: _frame(_initialize(root)), 1, _REFUSED),
+        (lambda root: _frame(_initialize(root, {"nCtx": 4096})), 1, _REFUSED),
+        (lambda root: _frame(_initialize(root, {_TOKEN: _WRONG})), 1, _REFUSED),
+        (lambda root: _frame(_initialize(root, {_TOKEN: 12345})), 1, _REFUSED),
+        (lambda root: _frame(_initialize(root, {"coderag": {_TOKEN: _WRONG}})), 1, _REFUSED),
+        (lambda root: _frame(_initialize(root, {_TOKEN: _WRONG}, method="coderag/search")), 1, _REFUSED),
+        (lambda root: b"Content-Length: 5\r\n\r\nhello", None, -32700),
+        (lambda root: b"Content-Length: 2000000\r\n\r\n" + b" " * 1000, None, _REFUSED),
+    ],
+    ids=[
+        "no options",
+        "no token",
+        "a wrong token",
+        "a token that is not a string",
+        "a token nested in settings",
+        "another request first",
+        "not JSON",
+        "too long",
+    ],
+)
+def test_a_client_without_the_token_gets_one_error_and_is_closed(
+    tmp_path: Path, first: Any, answer_id: Any, code: int
+) -> None:
     root = _private_project(tmp_path)
     daemon, port, token_file = _start_tcp(tmp_path)
     try:
@@ -165,26 +181,51 @@ def test_the_token_opens_a_session_end_to_end(tmp_path: Path, workspace: Path) -
     """initialize with the token, didOpen, an inline completion on the tiny dense model; the token never
     reaches the settings, the client or the log, and its file is removed on exit."""
     port, token_file = _free_port(), tmp_path / "run" / "token"
-    daemon = subprocess.Popen([*SERVER, "--log-level", "DEBUG", "--tcp", str(port), "--token-file", str(token_file)],
-                              stderr=subprocess.PIPE)
+    daemon = subprocess.Popen(
+        [*SERVER, "--log-level", "DEBUG", "--tcp", str(port), "--token-file", str(token_file)], stderr=subprocess.PIPE
+    )
     try:
         _until(token_file.exists, daemon, "the token file")
         token = token_file.read_text()
         path = workspace / "tasktrack" / "auth.py"
         with _connect(port, daemon) as client:
             messages = _Messages(client)
-            client.sendall(b"".join(_frame(m) for m in (
-                _initialize(workspace, {_TOKEN: token, "maxCompletionTokens": 8}),
-                {"jsonrpc": "2.0", "method": "initialized", "params": {}},
-                {"jsonrpc": "2.0", "method": "textDocument/didOpen", "params": {"textDocument": {
-                    "uri": path_to_uri(path), "languageId": "python", "version": 1, "text": path.read_text()}}},
-                {"jsonrpc": "2.0", "id": 2, "method": "textDocument/inlineCompletion", "params": {
-                    "textDocument": {"uri": path_to_uri(path)}, "position": {"line": 10, "character": 0},
-                    "context": {"triggerKind": 1}}})))
+            client.sendall(
+                b"".join(
+                    _frame(m)
+                    for m in (
+                        _initialize(workspace, {_TOKEN: token, "maxCompletionTokens": 8}),
+                        {"jsonrpc": "2.0", "method": "initialized", "params": {}},
+                        {
+                            "jsonrpc": "2.0",
+                            "method": "textDocument/didOpen",
+                            "params": {
+                                "textDocument": {
+                                    "uri": path_to_uri(path),
+                                    "languageId": "python",
+                                    "version": 1,
+                                    "text": path.read_text(),
+                                }
+                            },
+                        },
+                        {
+                            "jsonrpc": "2.0",
+                            "id": 2,
+                            "method": "textDocument/inlineCompletion",
+                            "params": {
+                                "textDocument": {"uri": path_to_uri(path)},
+                                "position": {"line": 10, "character": 0},
+                                "context": {"triggerKind": 1},
+                            },
+                        },
+                    )
+                )
+            )
             initialized = messages.response(1)
             completion = messages.response(2)
-            client.sendall(_frame({"jsonrpc": "2.0", "id": 3, "method": "shutdown"})
-                           + _frame({"jsonrpc": "2.0", "method": "exit"}))
+            client.sendall(
+                _frame({"jsonrpc": "2.0", "id": 3, "method": "shutdown"}) + _frame({"jsonrpc": "2.0", "method": "exit"})
+            )
             assert messages.response(3) is not None
             assert messages.response() is None  # the daemon closed the connection
         assert daemon.wait(timeout=30) == 0
@@ -251,8 +292,9 @@ def test_a_unix_socket_is_private_and_removed_on_exit(tmp_path: Path) -> None:
     runtime = tmp_path / "xdg"
     runtime.mkdir(mode=0o700)
     path = runtime / "coderag-daemon" / "lsp.sock"
-    daemon = subprocess.Popen([*DAEMON, "--socket"], stderr=subprocess.PIPE,
-                              env={**os.environ, "XDG_RUNTIME_DIR": str(runtime)})
+    daemon = subprocess.Popen(
+        [*DAEMON, "--socket"], stderr=subprocess.PIPE, env={**os.environ, "XDG_RUNTIME_DIR": str(runtime)}
+    )
     try:
         _until(path.exists, daemon, "the socket")
         assert stat.S_ISSOCK(path.lstat().st_mode) and _mode(path) == 0o600 and _mode(path.parent) == 0o700

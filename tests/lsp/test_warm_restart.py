@@ -46,15 +46,21 @@ def statuses(client: LanguageClient) -> list[dict[str, Any]]:
 async def settled(client: LanguageClient, tokens: int) -> dict[str, Any]:
     """The first status after a preload that left at least `tokens` cached and the worker idle."""
     seen = len(statuses(client))
-    return await until(lambda: next((s for s in statuses(client)[seen:] if s["state"] == "ready"
-                                     and s.get("tokensCached", 0) >= tokens), None), timeout=60,
-                       what=f"{tokens} tokens cached")
+    return await until(
+        lambda: next(
+            (s for s in statuses(client)[seen:] if s["state"] == "ready" and s.get("tokensCached", 0) >= tokens), None
+        ),
+        timeout=60,
+        what=f"{tokens} tokens cached",
+    )
 
 
 async def next_update(client: LanguageClient) -> dict[str, Any]:
     """The figures of the cache's next update, once the worker is idle again."""
+
     def seq() -> int:
         return max((s["last"]["seq"] for s in statuses(client) if s.get("last")), default=0)
+
     after = seq()
     await until(lambda: seq() > after and statuses(client)[-1]["state"] == "ready", what="an update")
     return next(s["last"] for s in reversed(statuses(client)) if s.get("last"))
@@ -64,9 +70,13 @@ async def complete(client: LanguageClient, uri: str) -> tuple[str, dict[str, Any
     """A completion at line 12 of `uri`, and its figures."""
     before = max((s["lastRequest"]["seq"] for s in statuses(client) if "lastRequest" in s), default=0)
     result = await client.text_document_inline_completion_async(inline_params(uri, 12, 0))
-    figures = await until(lambda: next((s["lastRequest"] for s in reversed(statuses(client))
-                                        if s.get("lastRequest", {}).get("seq", 0) > before), None),
-                          what="the completion's figures")
+    figures = await until(
+        lambda: next(
+            (s["lastRequest"] for s in reversed(statuses(client)) if s.get("lastRequest", {}).get("seq", 0) > before),
+            None,
+        ),
+        what="the completion's figures",
+    )
     return (result.items[0].insert_text if result and result.items else ""), figures
 
 
@@ -88,8 +98,10 @@ async def test_a_restarted_daemon_loads_its_saved_cache_and_answers_the_same(wor
         for name in reversed(FILES):
             open_file(second, workspace / "tasktrack" / name)
         again, warm = await complete(second, uris[-1])
-        restored = await until(lambda: next((s["restored"] for s in statuses(second) if s.get("restored")), None),
-                               what="the saved cache loaded")
+        restored = await until(
+            lambda: next((s["restored"] for s in statuses(second) if s.get("restored")), None),
+            what="the saved cache loaded",
+        )
         paths = [f["path"] for f in (await request(second, "coderag/context", {}))["files"]]
         await request(second, "coderag/clearCache", {})
         fresh, _ = await complete(second, uris[-1])
@@ -156,14 +168,17 @@ async def test_switching_branches_and_back_loads_the_state_saved_before(workspac
         uris = await open_all(client, workspace, FILES)
         await until(lambda: saved_states(workspace), what="a saved state")
         for uri in uris:
-            client.text_document_did_close(types.DidCloseTextDocumentParams(
-                text_document=types.TextDocumentIdentifier(uri=uri)))
+            client.text_document_did_close(
+                types.DidCloseTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=uri))
+            )
         config.write_text(first_branch.replace("=", "= ") + "\n# the other branch\n")  # git checkout other
         other = await next_update(client)
         config.write_text(first_branch)  # git checkout -
         back = await next_update(client)
-        await until(lambda: len(saved_states(workspace)) == 2,  # the other branch, saved before it was left
-                    what="the other branch's state saved")
+        await until(
+            lambda: len(saved_states(workspace)) == 2,  # the other branch, saved before it was left
+            what="the other branch's state saved",
+        )
         open_file(client, workspace / "tasktrack" / "notifications.py")
         text, _ = await complete(client, uris[-1])
         await request(client, "coderag/clearCache", {})

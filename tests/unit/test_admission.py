@@ -202,7 +202,7 @@ PRIVATE_KEYS = {  # split so that this file itself is not taken for a key
     "private_key.txt": "-----BEGIN RSA" + " PRIVATE KEY-----\nMIIEpAIBAAKCAQEA\n",
     "signing.asc": "-----BEGIN PGP PRIVATE" + " KEY BLOCK-----\n\nlQOYBF\n",
     "service-account.json": '{"type": "service_account", "private_key_id": "3f2a",\n "private_key": "-----BEGIN'
-                            ' PRIVATE KEY-----\\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\\n"}\n',
+    ' PRIVATE KEY-----\\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\\n"}\n',
 }
 
 
@@ -224,8 +224,20 @@ def test_editor_lock_and_backup_files_are_refused(policy: AdmissionPolicy, root:
     assert reason(policy, write(root / "src" / name)) == "editor lock or backup file"
 
 
-@pytest.mark.parametrize("name", ["env.py", "environment.md", "keyboard.py", "keys.py", "rsa.py", "creds.py",
-                                  "id_utils.py", "keystore.py", "private_key.py"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "env.py",
+        "environment.md",
+        "keyboard.py",
+        "keys.py",
+        "rsa.py",
+        "creds.py",
+        "id_utils.py",
+        "keystore.py",
+        "private_key.py",
+    ],
+)
 def test_similar_innocent_names_are_admitted(policy: AdmissionPolicy, root: Path, name: str) -> None:
     assert policy.check(write(root / name))
 
@@ -284,9 +296,7 @@ def test_walk_yields_admitted_files_in_order(policy: AdmissionPolicy, root: Path
     ]  # fmt: skip
 
 
-def test_walk_prunes_skipped_directories(
-    policy: AdmissionPolicy, root: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_walk_prunes_skipped_directories(policy: AdmissionPolicy, root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     make_tree(root)
     listed = []
     real_scandir = os.scandir
@@ -334,7 +344,9 @@ def test_walk_does_not_follow_symlinked_directories(policy: AdmissionPolicy, roo
     assert [p.relative_to(root).as_posix() for p in policy.walk(root)] == ["in_link.py", "real/a.py"]
 
 
-def test_editor_text_content_rules_are_logged_once(policy: AdmissionPolicy, root: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_editor_text_content_rules_are_logged_once(
+    policy: AdmissionPolicy, root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     path = root / "big.py"
     policy.options.max_file_bytes = 10
     assert policy.check_text(path, "x = 1\n")

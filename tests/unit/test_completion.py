@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from coderag_daemon.prompting.completion import StopRule, TypeThroughCache, Window, WindowStarts, cursor_window, trim_suffix_overlap
+from coderag_daemon.prompting.completion import (
+    StopRule,
+    TypeThroughCache,
+    Window,
+    WindowStarts,
+    cursor_window,
+    trim_suffix_overlap,
+)
 
 
 def test_window_takes_whole_lines_around_the_cursor() -> None:

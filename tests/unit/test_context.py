@@ -196,8 +196,11 @@ def test_segments_and_entries_exclude_the_current_file(policy: FileOrder, tiny: 
         policy.add(f"{name}.py", source(name))
     layout = detect_layout(tiny)
     segments = policy.segments(exclude="b.py")
-    assert segments == [layout.head("proj"), layout.file_segment("a.py", source("a")),
-                        layout.file_segment("c.py", source("c"))]
+    assert segments == [
+        layout.head("proj"),
+        layout.file_segment("a.py", source("a")),
+        layout.file_segment("c.py", source("c")),
+    ]
     entries = policy.entries(exclude="b.py")
     assert [e.path for e in entries] == ["a.py", "c.py"]
     assert [e.start for e in entries] == [len(segments[0]), len(segments[0]) + len(segments[1])]

@@ -10,14 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from coderag_daemon.worker import jobs
-from coderag_daemon.prompting.completion import StopRule, Window, continuation, cursor_window
-from coderag_daemon.workspace.documents import path_to_uri
 from coderag_daemon.engine import ContextCache, EngineOptions, Model
 from coderag_daemon.engine.model import SpecialTokens
 from coderag_daemon.options import Options
-from coderag_daemon.workspace.project import Project
+from coderag_daemon.prompting.completion import StopRule, Window, continuation, cursor_window
 from coderag_daemon.prompting.prompts import PromptLayout, Vocabulary, detect_layout
+from coderag_daemon.worker import jobs
+from coderag_daemon.workspace.documents import path_to_uri
+from coderag_daemon.workspace.project import Project
 from fixtures.tiny_models import tiny_model_path
 from tests.sessions import CacheSession
 
@@ -27,16 +27,50 @@ from .conftest import write
 
 # GPT-style pre-tokenization: a run of blanks gives its last blank to the word that follows it.
 _WORDS = re.compile(r" ?\w+| ?[^\s\w]+|\s+(?!\S)|\s+")
-_VOCAB = ("x", "a", "t", "e", "u", "r", "n", "=", ">", "\xc3", "\xa9", " ", "  ", "   ", "    ", "     ",
-          " r", " re", " ret", " return", " returns", " x", " =", " ==", " >", " >=", " a", " +", " +=",
-          "ret", "return", "urn", "\xff", "\xff\xff")
+_VOCAB = (
+    "x",
+    "a",
+    "t",
+    "e",
+    "u",
+    "r",
+    "n",
+    "=",
+    ">",
+    "\xc3",
+    "\xa9",
+    " ",
+    "  ",
+    "   ",
+    "    ",
+    "     ",
+    " r",
+    " re",
+    " ret",
+    " return",
+    " returns",
+    " x",
+    " =",
+    " ==",
+    " >",
+    " >=",
+    " a",
+    " +",
+    " +=",
+    "ret",
+    "return",
+    "urn",
+    "\xff",
+    "\xff\xff",
+)
 
 
 class BytesTokenizer:
     """Tokens of `_VOCAB` (latin-1 code points stand for bytes), longest match in each pre-token."""
 
-    special = SpecialTokens(bos=-1, eos=-1, add_bos=False, fim_prefix=-1, fim_suffix=-1, fim_middle=-1,
-                            fim_pad=-1, fim_repo=-1, fim_sep=-1)
+    special = SpecialTokens(
+        bos=-1, eos=-1, add_bos=False, fim_prefix=-1, fim_suffix=-1, fim_middle=-1, fim_pad=-1, fim_repo=-1, fim_sep=-1
+    )
     chat_template = None
     n_vocab = len(_VOCAB)
 
@@ -48,10 +82,11 @@ class BytesTokenizer:
         for word in _WORDS.findall(text):
             data = word.encode("utf-8")
             while data:
-                token = max((i for i, p in enumerate(self.pieces) if data.startswith(p)),
-                            key=lambda i: len(self.pieces[i]))
+                token = max(
+                    (i for i, p in enumerate(self.pieces) if data.startswith(p)), key=lambda i: len(self.pieces[i])
+                )
                 out.append(token)
-                data = data[len(self.pieces[token]):]
+                data = data[len(self.pieces[token]) :]
         return out
 
     def token_bytes(self, token: int) -> bytes:
@@ -92,8 +127,26 @@ def test_the_first_token_writes_all_of_the_partial_word(plain: PromptLayout, fak
 def test_a_run_of_blanks_may_leave_its_last_one_to_the_word(plain: PromptLayout, fake: BytesTokenizer) -> None:
     allowed = plain.healing("    ")
     assert fake.texts(allowed(b"")) == {"    ", "     ", "   "}  # '    return' is '   ', ' return'
-    assert fake.texts(allowed(b"   ")) == {" ", " r", " re", " ret", " return", " returns", " x", " =", " ==",
-                                          " >", " >=", " a", " +", " +=", "  ", "   ", "    ", "     "}
+    assert fake.texts(allowed(b"   ")) == {
+        " ",
+        " r",
+        " re",
+        " ret",
+        " return",
+        " returns",
+        " x",
+        " =",
+        " ==",
+        " >",
+        " >=",
+        " a",
+        " +",
+        " +=",
+        "  ",
+        "   ",
+        "    ",
+        "     ",
+    }
 
 
 def test_once_written_any_token_may_follow(plain: PromptLayout) -> None:
@@ -185,13 +238,16 @@ def completing(tmp_path: Path, tiny: Model):  # noqa: ANN201
 HEAD = "import os\n\n\ndef check(key, data):\n"
 
 
-@pytest.mark.parametrize(("line", "rest"), [
-    ("ret", "urn"),  # a partial word at the start of a line
-    ("    ret", "urn"),  # after indentation
-    ("    ok = isinst", "ance"),  # inside a name
-    ("    ok = key ==val", "ue"),  # after an operator
-    ('    name = "val', "ue"),  # inside a string
-])
+@pytest.mark.parametrize(
+    ("line", "rest"),
+    [
+        ("ret", "urn"),  # a partial word at the start of a line
+        ("    ret", "urn"),  # after indentation
+        ("    ok = isinst", "ance"),  # inside a name
+        ("    ok = key ==val", "ue"),  # after an operator
+        ('    name = "val', "ue"),  # inside a string
+    ],
+)
 def test_the_suggestion_continues_the_typed_word(completing, line: str, rest: str) -> None:  # noqa: ANN001
     assert completing(HEAD + line).startswith(rest)
 

@@ -147,8 +147,11 @@ def test_closing_a_file_that_became_too_large_or_binary_leaves_it_out(
     write(root / "models.py", b"x = 1\n" + b"\0" * 20 + b"\n")
     read = []
     load = project.documents.load_from_disk
-    monkeypatch.setattr(project.documents, "load_from_disk",
-                        lambda path, *args, **kwargs: read.append(Path(path).name) or load(path, *args, **kwargs))
+    monkeypatch.setattr(
+        project.documents,
+        "load_from_disk",
+        lambda path, *args, **kwargs: read.append(Path(path).name) or load(path, *args, **kwargs),
+    )
     with caplog.at_level(logging.INFO, logger="coderag_daemon.workspace.admission"):
         for uri in uris:
             project.closed(uri)

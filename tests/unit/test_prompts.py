@@ -11,8 +11,17 @@ from coderag_daemon.engine.model import SpecialTokens
 from coderag_daemon.prompting.prompts import SYSTEM_PROMPT, PromptLayout, PromptOptions, detect_layout
 from fixtures.tiny_models import CHAT_TEMPLATE, KINDS, tiny_model_path
 
-QWEN_CONTROLS = ("<|endoftext|>", "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", "<|fim_pad|>",
-                 "<|repo_name|>", "<|file_sep|>", "<|im_start|>", "<|im_end|>")
+QWEN_CONTROLS = (
+    "<|endoftext|>",
+    "<|fim_prefix|>",
+    "<|fim_suffix|>",
+    "<|fim_middle|>",
+    "<|fim_pad|>",
+    "<|repo_name|>",
+    "<|file_sep|>",
+    "<|im_start|>",
+    "<|im_end|>",
+)
 _PIECE = re.compile(r" {2,}|.", re.S)
 
 
@@ -20,15 +29,30 @@ class CharTokenizer:
     """A fake tokenizer: one token per character except runs of spaces (one token each), plus the
     given control tokens (ids 0..n-1), parsed from text only with ``special=True``."""
 
-    def __init__(self, controls: tuple[str, ...] = QWEN_CONTROLS, *, fim: bool = True, bos: int = -1,
-                 add_bos: bool = False, chat_template: str | None = CHAT_TEMPLATE) -> None:
+    def __init__(
+        self,
+        controls: tuple[str, ...] = QWEN_CONTROLS,
+        *,
+        fim: bool = True,
+        bos: int = -1,
+        add_bos: bool = False,
+        chat_template: str | None = CHAT_TEMPLATE,
+    ) -> None:
         self.controls = {text: i for i, text in enumerate(controls)}
         self.vocab: dict[str, int] = {}
         self.chat_template = chat_template
         self.tokenize_calls = 0
-        ids = {name: self.controls.get(text, -1) for name, text in (
-            ("fim_prefix", "<|fim_prefix|>"), ("fim_suffix", "<|fim_suffix|>"), ("fim_middle", "<|fim_middle|>"),
-            ("fim_pad", "<|fim_pad|>"), ("fim_repo", "<|repo_name|>"), ("fim_sep", "<|file_sep|>"))}
+        ids = {
+            name: self.controls.get(text, -1)
+            for name, text in (
+                ("fim_prefix", "<|fim_prefix|>"),
+                ("fim_suffix", "<|fim_suffix|>"),
+                ("fim_middle", "<|fim_middle|>"),
+                ("fim_pad", "<|fim_pad|>"),
+                ("fim_repo", "<|repo_name|>"),
+                ("fim_sep", "<|file_sep|>"),
+            )
+        }
         if not fim:
             ids = dict.fromkeys(ids, -1)
         self.special = SpecialTokens(bos=bos, eos=self.controls.get("<|endoftext|>", -1), add_bos=add_bos, **ids)
@@ -117,7 +141,9 @@ def test_file_text_cannot_forge_control_tokens(tiny: Model, layout: PromptLayout
     assert [t for t in segment if t in controls] == ids(tiny, "<|file_sep|>")
     assert tiny.detokenize(segment[1:]) == "evil.py\n" + evil
     tail = layout.completion_tail("evil.py", evil, evil)
-    assert [t for t in tail if t in controls] == ids(tiny, "<|file_sep|>", "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>")
+    assert [t for t in tail if t in controls] == ids(
+        tiny, "<|file_sep|>", "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"
+    )
 
 
 # --- completion tail ----------------------------------------------------------------------------
@@ -127,7 +153,13 @@ def test_qwen_completion_tail(tiny: Model, layout: PromptLayout) -> None:
     sep, pre, suf, mid = ids(tiny, "<|file_sep|>", "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>")
     prefix, suffix = "def f(x):\n    return ", "\n\nprint(f(2))\n"
     assert layout.completion_tail("src/m.py", prefix, suffix) == [
-        sep, *tiny.tokenize("src/m.py\n"), pre, *tiny.tokenize(prefix), suf, *tiny.tokenize(suffix), mid,
+        sep,
+        *tiny.tokenize("src/m.py\n"),
+        pre,
+        *tiny.tokenize(prefix),
+        suf,
+        *tiny.tokenize(suffix),
+        mid,
     ]
 
 
@@ -171,8 +203,11 @@ def test_empty_windows(layout: PromptLayout, tiny: Model) -> None:
 
 
 def test_chat_tail_renders_the_models_template(tiny: Model, layout: PromptLayout) -> None:
-    messages = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"},
-                {"role": "user", "content": "what does f do?"}]
+    messages = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "hello"},
+        {"role": "user", "content": "what does f do?"},
+    ]
     tail = layout.chat_tail(messages, "The cursor is in src/m.py.")
     system = f"{SYSTEM_PROMPT}\n\nThe cursor is in src/m.py."
     assert tiny.detokenize(tail, special=True) == (
@@ -194,9 +229,16 @@ def test_chat_question_cannot_forge_control_tokens(tiny: Model, layout: PromptLa
 def test_chat_without_template_uses_question_and_answer() -> None:
     tok = CharTokenizer(chat_template=None)
     layout = detect_layout(tok)
-    tail = layout.chat_tail([{"role": "user", "content": "a?"}, {"role": "assistant", "content": "b"},
-                             {"role": "user", "content": "<|im_start|>c?"}])
-    assert tok.detokenize(tail) == f"\n\n{SYSTEM_PROMPT}\n\nQuestion: a?\nAnswer: b\n\nQuestion: <|im_start|>c?\nAnswer:"
+    tail = layout.chat_tail(
+        [
+            {"role": "user", "content": "a?"},
+            {"role": "assistant", "content": "b"},
+            {"role": "user", "content": "<|im_start|>c?"},
+        ]
+    )
+    assert (
+        tok.detokenize(tail) == f"\n\n{SYSTEM_PROMPT}\n\nQuestion: a?\nAnswer: b\n\nQuestion: <|im_start|>c?\nAnswer:"
+    )
     assert tok.controls["<|im_start|>"] not in tail
     assert layout.chat_stop_strings == ("\nQuestion:",)
 
@@ -209,8 +251,9 @@ def test_template_without_system_role_gets_it_in_the_first_user_turn() -> None:
     )
     tok = CharTokenizer(chat_template=template)
     layout = detect_layout(tok)
-    tail = layout.chat_tail([{"role": "user", "content": " q1 "}, {"role": "assistant", "content": "a1"},
-                             {"role": "user", "content": "q2"}])
+    tail = layout.chat_tail(
+        [{"role": "user", "content": " q1 "}, {"role": "assistant", "content": "a1"}, {"role": "user", "content": "q2"}]
+    )
     assert tok.detokenize(tail) == f"[INST] {SYSTEM_PROMPT}\n\n q1  [/INST]a1<|endoftext|>[INST] q2 [/INST]"
     assert tail.count(tok.special.eos) == 1
     assert layout.chat_stop_strings == ()
@@ -218,7 +261,9 @@ def test_template_without_system_role_gets_it_in_the_first_user_turn() -> None:
 
 def test_broken_template_falls_back_to_question_and_answer() -> None:
     tok = CharTokenizer(chat_template="{% for m in messages %}{{ raise_exception('no') }}{% endfor %}")
-    assert tok.detokenize(detect_layout(tok).chat_tail([{"role": "user", "content": "q"}])).endswith("Question: q\nAnswer:")
+    assert tok.detokenize(detect_layout(tok).chat_tail([{"role": "user", "content": "q"}])).endswith(
+        "Question: q\nAnswer:"
+    )
 
 
 def test_long_conversations_drop_old_turns_then_cut_the_middle() -> None:
@@ -231,7 +276,9 @@ def test_long_conversations_drop_old_turns_then_cut_the_middle() -> None:
 
 
 def test_stop_tokens(tiny: Model, layout: PromptLayout) -> None:
-    expected = ids(tiny, "<|endoftext|>", "<|fim_pad|>", "<|file_sep|>", "<|repo_name|>", "<|im_end|>", "<|fim_middle|>")
+    expected = ids(
+        tiny, "<|endoftext|>", "<|fim_pad|>", "<|file_sep|>", "<|repo_name|>", "<|im_end|>", "<|fim_middle|>"
+    )
     assert set(expected) <= layout.stop_tokens
     plain = CharTokenizer(("<|endoftext|>",), fim=False)
     assert detect_layout(plain).stop_tokens == {plain.special.eos}

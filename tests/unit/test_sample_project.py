@@ -21,9 +21,7 @@ Definition = ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef
 
 
 def sample_files(suffixes: set[str]) -> list[Path]:
-    return sorted(
-        p for p in SAMPLE.rglob("*") if p.is_file() and p.suffix in suffixes and "__pycache__" not in p.parts
-    )
+    return sorted(p for p in SAMPLE.rglob("*") if p.is_file() and p.suffix in suffixes and "__pycache__" not in p.parts)
 
 
 def find_definition(tree: ast.Module, qualname: str) -> Definition:

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from lsprotocol import types
 
-from coderag_daemon.options import Options
 from coderag_daemon.lsp.progress import WorkProgress
 from coderag_daemon.lsp.server import CoderagServer
+from coderag_daemon.options import Options
 from coderag_daemon.worker.model_worker import Status
 
 URI = "file:///ws/calc.py"
@@ -49,7 +49,8 @@ def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[CoderagS
     monkeypatch.setenv("CODERAG_INDEX_DIR", str(tmp_path / "index"))
     server = CoderagServer(Options())
     server.protocol.client_capabilities = types.ClientCapabilities(
-        window=types.WindowClientCapabilities(work_done_progress=True))
+        window=types.WindowClientCapabilities(work_done_progress=True)
+    )
     server.protocol.progress = FakeProgress()
     server.sent = []
     server.protocol.notify = lambda method, params=None: server.sent.append((method, threading.get_ident()))

@@ -27,8 +27,13 @@ EDITORS = ROOT / "editors"
 VSCODE_LEFT_OUT: dict[str, str] = {}
 EMACS_LEFT_OUT: dict[str, str] = {}
 # package.json settings that only the extension reads.
-VSCODE_OWN = {"daemon.command", "daemon.pythonPath", "inlineCompletions.enable", "inlineCompletions.trigger",
-              "inlineCompletions.languages"}
+VSCODE_OWN = {
+    "daemon.command",
+    "daemon.pythonPath",
+    "inlineCompletions.enable",
+    "inlineCompletions.trigger",
+    "inlineCompletions.languages",
+}
 
 
 def _table_default(setting: settings.Setting) -> Any:
@@ -45,12 +50,24 @@ def test_options_defaults_are_the_tables() -> None:
 
 
 def test_every_accepted_name_reaches_its_setting() -> None:
-    raw = {"modelPath": "a.gguf", "nCtx": 4096, "checkpointMemoryMib": 64, "maxFileKiB": 7, "max_chat_tokens": 9,
-           "ignoreGlobs": ["*.log"]}
+    raw = {
+        "modelPath": "a.gguf",
+        "nCtx": 4096,
+        "checkpointMemoryMib": 64,
+        "maxFileKiB": 7,
+        "max_chat_tokens": 9,
+        "ignoreGlobs": ["*.log"],
+    }
     options, errors = merge(Options(), raw)
     assert errors == []
-    assert (options.model, options.n_ctx, options.checkpoint_memory_mib, options.max_file_kib, options.max_chat_tokens,
-            options.ignore_globs) == ("a.gguf", 4096, 64, 7, 9, ["*.log"])
+    assert (
+        options.model,
+        options.n_ctx,
+        options.checkpoint_memory_mib,
+        options.max_file_kib,
+        options.max_chat_tokens,
+        options.ignore_globs,
+    ) == ("a.gguf", 4096, 64, 7, 9, ["*.log"])
     assert merge(Options(), {"model_path": "b.gguf", "checkpointMemoryMiB": 1, "maxFileKib": 2})[0].model == "b.gguf"
     for s in SETTINGS:
         assert set(s.accepted_names) >= {s.name, s.camel_name, s.editor}
@@ -58,15 +75,26 @@ def test_every_accepted_name_reaches_its_setting() -> None:
 
 def test_bad_values_are_reported_and_the_old_value_kept() -> None:
     base = Options(n_ctx=4096)
-    options, errors = merge(base, {"nCtx": "big", "maxCompletionTokens": 0, "threads": True, "noSuchSetting": 1,
-                                   "ignoreGlobs": "*.log", "modelPath": " "})
+    options, errors = merge(
+        base,
+        {
+            "nCtx": "big",
+            "maxCompletionTokens": 0,
+            "threads": True,
+            "noSuchSetting": 1,
+            "ignoreGlobs": "*.log",
+            "modelPath": " ",
+        },
+    )
     assert options == base
-    assert errors == ["setting 'nCtx': must be a whole number, got 'big'; keeping 4096",
-                      "setting 'maxCompletionTokens': must be between 1 and 4096, got 0; keeping 64",
-                      "setting 'threads': must be a whole number, got True; keeping 0",
-                      "unknown setting 'noSuchSetting' ignored",
-                      "setting 'ignoreGlobs': must be a list of strings; keeping []",
-                      "setting 'modelPath': must be a file path or null; keeping None"]
+    assert errors == [
+        "setting 'nCtx': must be a whole number, got 'big'; keeping 4096",
+        "setting 'maxCompletionTokens': must be between 1 and 4096, got 0; keeping 64",
+        "setting 'threads': must be a whole number, got True; keeping 0",
+        "unknown setting 'noSuchSetting' ignored",
+        "setting 'ignoreGlobs': must be a list of strings; keeping []",
+        "setting 'modelPath': must be a file path or null; keeping None",
+    ]
     assert str(check_setting("ignore_globs", ["a\\"])).startswith("not a valid gitignore pattern")
     assert merge(base, [1])[1] == ["settings must be an object, got list; keeping the current ones"]
 
@@ -79,21 +107,24 @@ def test_bounds_are_inclusive() -> None:
             assert s.check(low - 1) and s.check(high + 1)
 
 
-@pytest.mark.parametrize(("change", "expected"), [
-    ({"model": "other.gguf"}, {Reload.ENGINE}),
-    ({"n_ctx": 4096}, {Reload.ENGINE, Reload.PROJECT}),  # the file context's budget keeps room in n_ctx
-    ({"threads": 1}, {Reload.ENGINE}),
-    ({"checkpoint_interval": 64}, {Reload.ENGINE}),
-    ({"checkpoint_memory_mib": 64}, {Reload.ENGINE}),
-    ({"context_tokens": 1024}, {Reload.PROJECT}),
-    ({"max_completion_tokens": 16}, {Reload.PROJECT}),
-    ({"max_chat_tokens": 16}, {Reload.PROJECT}),
-    ({"retrieval_tokens": 0}, {Reload.PROJECT}),
-    ({"ignore_globs": ["*.log"]}, {Reload.ADMISSION, Reload.PROJECT}),
-    ({"max_file_kib": 64}, {Reload.ADMISSION, Reload.PROJECT}),
-    ({"preload_delay_ms": 0, "completion_time_budget_ms": 500, "completion_wait_tokens": 0}, set()),
-    ({"threads": 0}, set()),  # the value it had
-])
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"model": "other.gguf"}, {Reload.ENGINE}),
+        ({"n_ctx": 4096}, {Reload.ENGINE, Reload.PROJECT}),  # the file context's budget keeps room in n_ctx
+        ({"threads": 1}, {Reload.ENGINE}),
+        ({"checkpoint_interval": 64}, {Reload.ENGINE}),
+        ({"checkpoint_memory_mib": 64}, {Reload.ENGINE}),
+        ({"context_tokens": 1024}, {Reload.PROJECT}),
+        ({"max_completion_tokens": 16}, {Reload.PROJECT}),
+        ({"max_chat_tokens": 16}, {Reload.PROJECT}),
+        ({"retrieval_tokens": 0}, {Reload.PROJECT}),
+        ({"ignore_globs": ["*.log"]}, {Reload.ADMISSION, Reload.PROJECT}),
+        ({"max_file_kib": 64}, {Reload.ADMISSION, Reload.PROJECT}),
+        ({"preload_delay_ms": 0, "completion_time_budget_ms": 500, "completion_wait_tokens": 0}, set()),
+        ({"threads": 0}, set()),  # the value it had
+    ],
+)
 def test_what_a_change_reloads(change: dict[str, Any], expected: set[Reload]) -> None:
     assert reloads(Options(), Options(**change)) == expected
 
@@ -102,13 +133,29 @@ def test_flags_keep_their_names_and_check_values() -> None:
     parser = argparse.ArgumentParser()
     _add_settings(parser)
     flags = [a.option_strings[0] for a in parser._actions if a.dest != "help"]
-    assert flags == ["--model", "--n-ctx", "--threads", "--checkpoint-interval", "--checkpoint-memory-mib",
-                     "--preload-delay-ms", "--context-tokens", "--max-completion-tokens", "--max-chat-tokens",
-                     "--completion-time-budget-ms", "--completion-wait-tokens", "--retrieval-tokens", "--ignore",
-                     "--max-file-kib", "--persist-cache", "--persist-interval-ms", "--persist-budget-mib"]
+    assert flags == [
+        "--model",
+        "--n-ctx",
+        "--threads",
+        "--checkpoint-interval",
+        "--checkpoint-memory-mib",
+        "--preload-delay-ms",
+        "--context-tokens",
+        "--max-completion-tokens",
+        "--max-chat-tokens",
+        "--completion-time-budget-ms",
+        "--completion-wait-tokens",
+        "--retrieval-tokens",
+        "--ignore",
+        "--max-file-kib",
+        "--persist-cache",
+        "--persist-interval-ms",
+        "--persist-budget-mib",
+    ]
     args = parser.parse_args(["--model", "m.gguf", "--threads", "2", "--ignore", "*.log", "--ignore", "out/"])
     assert Options(**{s.name: getattr(args, s.name) for s in SETTINGS}) == Options(
-        model="m.gguf", threads=2, ignore_globs=["*.log", "out/"])
+        model="m.gguf", threads=2, ignore_globs=["*.log", "out/"]
+    )
     assert parser.parse_args([]).ignore_globs == [] and parser.parse_args([]).n_ctx == 12288
     for bad in (["--n-ctx", "5"], ["--n-ctx", "many"], ["--ignore", "a\\"]):
         with pytest.raises(SystemExit):
@@ -118,7 +165,10 @@ def test_flags_keep_their_names_and_check_values() -> None:
 def test_the_option_classes_share_the_tables_defaults() -> None:
     engine = EngineOptions()
     assert (engine.n_ctx, engine.checkpoint_interval, engine.checkpoint_budget_bytes) == (
-        Options().n_ctx, Options().checkpoint_interval, Options().checkpoint_memory_mib * MIB)
+        Options().n_ctx,
+        Options().checkpoint_interval,
+        Options().checkpoint_memory_mib * MIB,
+    )
     assert EngineOptions(n_threads=settings.default_of("threads")).n_threads == EngineOptions().n_threads
     assert AdmissionOptions().max_file_bytes == Options().max_file_kib * 1024
     assert AdmissionOptions().ignore_globs == Options().ignore_globs
@@ -197,10 +247,11 @@ def _read_form(text: str) -> Any:
 def _emacs_settings_type() -> Any:
     """The :type of `coderag-daemon-settings`, the plist of daemon settings the Emacs package sends."""
     start = "(defcustom coderag-daemon-settings "
-    texts = [text for path in sorted((EDITORS / "emacs").glob("*.el"))
-             if start in (text := path.read_text(encoding="utf-8"))]
+    texts = [
+        text for path in sorted((EDITORS / "emacs").glob("*.el")) if start in (text := path.read_text(encoding="utf-8"))
+    ]
     assert len(texts) == 1
-    form = _read_form(texts[0][texts[0].index(start):])
+    form = _read_form(texts[0][texts[0].index(start) :])
     return form[form.index(":type") + 1]
 
 
@@ -234,4 +285,9 @@ def test_emacs_settings_match_the_table() -> None:
 
 def test_the_emacs_reader_reads_what_it_must() -> None:
     assert _read_form('(defcustom x \'(a "b \\"c\\"" 12) ; note\n :type \'integer) (next)') == [
-        "defcustom", "x", ["a", 'b "c"', 12], ":type", "integer"]
+        "defcustom",
+        "x",
+        ["a", 'b "c"', 12],
+        ":type",
+        "integer",
+    ]

@@ -153,7 +153,7 @@ def _damage(path: Path, how: str) -> None:
     elif how == "flipped digest byte":
         data[-1] ^= 0x01
     elif how == "truncated":
-        data = data[:len(data) - 100]
+        data = data[: len(data) - 100]
     elif how == "extended":
         data += b"\0"
     elif how == "zero length":
@@ -164,8 +164,9 @@ def _damage(path: Path, how: str) -> None:
 
 
 @pytest.mark.parametrize("how", ["flipped header byte", "truncated", "extended", "zero length", "wrong magic"])
-def test_a_damaged_header_or_length_is_refused_once_and_removed(store: StateStore, ws: Path, how: str,
-                                                                caplog: pytest.LogCaptureFixture) -> None:
+def test_a_damaged_header_or_length_is_refused_once_and_removed(
+    store: StateStore, ws: Path, how: str, caplog: pytest.LogCaptureFixture
+) -> None:
     good = store.save([ws], KEY, meta(("a", "1")), payload(seed=1))
     bad = store.save([ws], KEY, meta(("a", "2")), payload(seed=2))
     _damage(bad.path, how)
@@ -178,8 +179,9 @@ def test_a_damaged_header_or_length_is_refused_once_and_removed(store: StateStor
 
 
 @pytest.mark.parametrize("how", ["flipped payload byte", "flipped digest byte"])
-def test_a_damaged_payload_is_refused_on_load_and_removed(store: StateStore, ws: Path, how: str,
-                                                          caplog: pytest.LogCaptureFixture) -> None:
+def test_a_damaged_payload_is_refused_on_load_and_removed(
+    store: StateStore, ws: Path, how: str, caplog: pytest.LogCaptureFixture
+) -> None:
     bad = store.save([ws], KEY, meta(("a", "1")), payload())
     _damage(bad.path, how)
     [listed] = store.candidates([ws], KEY)
@@ -209,8 +211,9 @@ def test_another_key_is_not_used_and_logged_once(store: StateStore, ws: Path, ca
     assert len(lines_about(caplog, theirs.path)) == 1
 
 
-def test_another_workspaces_file_copied_in_is_removed(store: StateStore, tmp_path: Path, ws: Path,
-                                                      caplog: pytest.LogCaptureFixture) -> None:
+def test_another_workspaces_file_copied_in_is_removed(
+    store: StateStore, tmp_path: Path, ws: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     (tmp_path / "other").mkdir()
     mine = store.save([ws], KEY, meta(("a", "1")), payload(seed=1))
     theirs = store.save([tmp_path / "other"], KEY, meta(("b", "1")), payload(seed=2))
@@ -222,8 +225,9 @@ def test_another_workspaces_file_copied_in_is_removed(store: StateStore, tmp_pat
     assert len(lines_about(caplog, copied)) == 1
 
 
-def test_a_symlinked_state_file_is_not_followed(store: StateStore, tmp_path: Path, ws: Path,
-                                                caplog: pytest.LogCaptureFixture) -> None:
+def test_a_symlinked_state_file_is_not_followed(
+    store: StateStore, tmp_path: Path, ws: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     saved = store.save([ws], KEY, meta(("a", "1")), payload())
     outside = tmp_path / "outside.state"
     saved.path.rename(outside)
@@ -234,8 +238,9 @@ def test_a_symlinked_state_file_is_not_followed(store: StateStore, tmp_path: Pat
     assert len(lines_about(caplog, saved.path)) == 1
 
 
-def test_a_state_file_swapped_for_a_symlink_after_listing_is_not_followed(store: StateStore, tmp_path: Path,
-                                                                          ws: Path) -> None:
+def test_a_state_file_swapped_for_a_symlink_after_listing_is_not_followed(
+    store: StateStore, tmp_path: Path, ws: Path
+) -> None:
     saved = store.save([ws], KEY, meta(("a", "1")), payload())
     [listed] = store.candidates([ws], KEY)
     outside = tmp_path / "outside.state"
@@ -246,8 +251,9 @@ def test_a_state_file_swapped_for_a_symlink_after_listing_is_not_followed(store:
     assert outside.exists() and not saved.path.is_symlink()
 
 
-def test_a_symlinked_workspace_directory_is_not_followed(store: StateStore, tmp_path: Path, ws: Path,
-                                                         caplog: pytest.LogCaptureFixture) -> None:
+def test_a_symlinked_workspace_directory_is_not_followed(
+    store: StateStore, tmp_path: Path, ws: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     saved = store.save([ws], KEY, meta(("a", "1")), payload())
     elsewhere = tmp_path / "elsewhere"
     saved.path.parent.rename(elsewhere)
@@ -313,8 +319,12 @@ print("done", flush=True)
 def test_a_writer_killed_mid_write_leaves_the_previous_state(store: StateStore, ws: Path) -> None:
     files = meta(("a", "1"))
     previous = store.save([ws], KEY, files, payload(seed=1))
-    writer = subprocess.Popen([sys.executable, "-c", _SLOW_WRITER.format(key=KEY, files=files), str(store.directory),
-                               str(ws)], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    writer = subprocess.Popen(
+        [sys.executable, "-c", _SLOW_WRITER.format(key=KEY, files=files), str(store.directory), str(ws)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert writer.stdout is not None
     for _ in range(3):  # a few slices of the same generation are on disk
         assert writer.stdout.readline() == "writing\n"
@@ -345,8 +355,9 @@ def test_an_unwritable_directory_makes_persistence_unavailable(tmp_path: Path, w
 
 
 @pytest.mark.parametrize("failure", [errno.EROFS, errno.ENOSPC])
-def test_a_read_only_or_full_disk_makes_persistence_unavailable(store: StateStore, ws: Path,
-                                                                monkeypatch: pytest.MonkeyPatch, failure: int) -> None:
+def test_a_read_only_or_full_disk_makes_persistence_unavailable(
+    store: StateStore, ws: Path, monkeypatch: pytest.MonkeyPatch, failure: int
+) -> None:
     previous = store.save([ws], KEY, meta(("a", "1")), payload(seed=1))
     real_open, real_write = os.open, os.write
 
@@ -384,8 +395,7 @@ def _save_repeatedly(directory: str, root: str, writer: int, start: Any) -> None
 def test_two_processes_saving_one_workspace_end_with_loadable_states(store: StateStore, ws: Path) -> None:
     context = multiprocessing.get_context("spawn")
     start = context.Barrier(2)
-    writers = [context.Process(target=_save_repeatedly, args=(str(store.directory), str(ws), w, start))
-               for w in (1, 2)]
+    writers = [context.Process(target=_save_repeatedly, args=(str(store.directory), str(ws), w, start)) for w in (1, 2)]
     for writer in writers:
         writer.start()
     for writer in writers:
@@ -428,8 +438,11 @@ def test_format_list() -> None:
     def state(roots: tuple[str, ...], tokens: int, size: int, created: float) -> SavedState:
         return SavedState(Path("/x"), "w", KEY, {"tokens": tokens}, size, created, roots)
 
-    text = format_list([state(("/home/u/p",), 4096, 123_400_000, 1000.0 - 7200),
-                        state(("/a", "/b"), 512, 2_500_000_000, 990.0)], Path("/cache/states"), now=1000.0)
+    text = format_list(
+        [state(("/home/u/p",), 4096, 123_400_000, 1000.0 - 7200), state(("/a", "/b"), 512, 2_500_000_000, 990.0)],
+        Path("/cache/states"),
+        now=1000.0,
+    )
     assert text.splitlines() == [
         "/home/u/p  model abababababab  4,096 tokens  123.4 MB  2 h ago",
         "/a, /b  model abababababab  512 tokens  2.50 GB  just now",
@@ -447,8 +460,9 @@ def _daemon_log_level() -> Any:
 
 
 @pytest.mark.usefixtures("_daemon_log_level")
-def test_cache_command(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path,
-                       ws: Path) -> None:
+def test_cache_command(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path, ws: Path
+) -> None:
     monkeypatch.setenv("CODERAG_STATE_DIR", str(tmp_path / "states"))
     (tmp_path / "other").mkdir()
     store = StateStore()
@@ -459,8 +473,9 @@ def test_cache_command(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFi
     assert cli.main(["cache", "list"]) == 0
     listed = capsys.readouterr().out.splitlines()
     assert len(listed) == 4 and listed[-1] == f"3 saved states, 1.2 MB, in {tmp_path / 'states'}"
-    assert any(line.startswith(f"{ws.resolve()}  model abababababab  1,234 tokens  1.0 MB  just now")
-               for line in listed)
+    assert any(
+        line.startswith(f"{ws.resolve()}  model abababababab  1,234 tokens  1.0 MB  just now") for line in listed
+    )
 
     assert cli.main(["cache", "clear", "--workspace", str(ws)]) == 0  # its own and the two-root workspace's
     assert capsys.readouterr().out == f"removed 2 saved states from {tmp_path / 'states'}\n"

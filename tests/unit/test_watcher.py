@@ -59,9 +59,7 @@ def make_watcher(root: Path, recorder: Recorder) -> Iterator[Callable[..., DiskW
     started: list[DiskWatcher] = []
 
     def make() -> DiskWatcher:
-        watcher = DiskWatcher(
-            AdmissionPolicy([root]), recorder.change, recorder.delete, recorder.move, delay=0.05
-        )
+        watcher = DiskWatcher(AdmissionPolicy([root]), recorder.change, recorder.delete, recorder.move, delay=0.05)
         watcher.start()
         started.append(watcher)
         return watcher
@@ -111,9 +109,7 @@ def test_move_is_reported_then_destination_refreshed(watcher: DiskWatcher, root:
     assert events[-2:] == [("move", str(src), str(dst)), ("change", str(dst))]
 
 
-def test_atomic_save_reports_the_target_not_the_temp_file(
-    watcher: DiskWatcher, root: Path, recorder: Recorder
-) -> None:
+def test_atomic_save_reports_the_target_not_the_temp_file(watcher: DiskWatcher, root: Path, recorder: Recorder) -> None:
     target = write(root / "a.py", "old\n")
     recorder.wait_for(("change", str(target)))
     tmp = write(root / "a.py.tmp123", "new\n")
@@ -165,7 +161,9 @@ def test_file_replaced_by_a_symlink_out_of_the_roots_is_deleted(
     assert ("change", str(path)) not in events
 
 
-def test_a_gitignore_that_ignores_itself_is_still_reported(watcher: DiskWatcher, root: Path, recorder: Recorder) -> None:
+def test_a_gitignore_that_ignores_itself_is_still_reported(
+    watcher: DiskWatcher, root: Path, recorder: Recorder
+) -> None:
     """Its rules changed: files the caller holds below it may be ignored now."""
     write(root / "tmp" / "a.py")
     recorder.wait_for(("change", str(root / "tmp" / "a.py")))
@@ -189,9 +187,7 @@ def test_directory_delete_and_move_are_reported_once(watcher: DiskWatcher, root:
     assert [e for e in recorder.events if e[0] == "move"] == [("move", str(root / "pkg"), str(root / "lib"))]
 
 
-def test_directory_moved_into_view_reports_its_files(
-    watcher: DiskWatcher, root: Path, recorder: Recorder
-) -> None:
+def test_directory_moved_into_view_reports_its_files(watcher: DiskWatcher, root: Path, recorder: Recorder) -> None:
     write(root / "build" / "gen" / "x.py")  # refused: inside build/
     write(root.parent / "outside" / "y.py")
     (root / "build" / "gen").rename(root / "gen")

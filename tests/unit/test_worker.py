@@ -120,12 +120,16 @@ def test_model_threads_run_below_the_event_loop() -> None:
         lowered = [tid for tid, nice in _niceness_of_threads().items() if nice == base + MODEL_NICENESS]
         assert w._thread.native_id in lowered
         assert len(lowered) >= 2  # and the compute thread it started for the second core
-        assert threading.get_native_id() not in lowered and os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base
+        assert (
+            threading.get_native_id() not in lowered
+            and os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base
+        )
     finally:
         w.stop()
 
 
 # --- a model on its way ---------------------------------------------------------------------------
+
 
 def not_done_soon(future: Future) -> bool:
     """The job waits: no answer within a moment (a worker that does not wait answers at once)."""
@@ -181,6 +185,7 @@ def test_jobs_waiting_for_a_model_get_the_reason_none_can_be_loaded() -> None:
 
 
 # --- a preload that gave way ------------------------------------------------------------------------
+
 
 class FakePreload:
     """A preload that, on its first run, works until an interactive job interrupts it."""

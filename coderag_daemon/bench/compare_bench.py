@@ -168,9 +168,11 @@ def print_tables(results: list[SideResult]) -> None:
         exact = "-" if r.exact is None else ("yes" if r.exact else "NO")
         print(
             f"| {r.model} | {r.workload} | {r.side} | {len(r.requests)} | {r.total_tokens} | "
-            f"{sum(toks) / max(len(toks), 1):.0f} / {max(toks, default=0)} | {_s(r.latency(0.5))} | {_s(r.latency(0.95))} | "
+            f"{sum(toks) / max(len(toks), 1):.0f} / {max(toks, default=0)} | "
+            f"{_s(r.latency(0.5))} | {_s(r.latency(0.95))} | "
             f"{sum(gen) / max(len(gen), 1):.1f} | {_s(sum(chats) / len(chats)) if chats else '-'} | "
-            f"{r.background_seconds:.2f} ({r.background_tokens}) | {_mib(r.peak_rss)} | {_mib(r.checkpoint_bytes)} | {exact} |"
+            f"{r.background_seconds:.2f} ({r.background_tokens}) | {_mib(r.peak_rss)} | "
+            f"{_mib(r.checkpoint_bytes)} | {exact} |"
         )
     print("\nRatios ours / theirs, same run (below 1: coderag-daemon reprocesses fewer tokens or answers sooner):\n")
     print("| model | workload | theirs | tokens reprocessed | completion p50 | completion p95 |")
@@ -211,7 +213,8 @@ def run(args: argparse.Namespace) -> int:
     if args.build_server or "server-" in args.sides:
         server = build.ensure(_log)
         _log(
-            f"llama-server: {server} (llama.cpp {build.info['llama_cpp_commit']}, from llama-cpp-python {build.version})"
+            f"llama-server: {server} (llama.cpp {build.info['llama_cpp_commit']}, "
+            f"from llama-cpp-python {build.version})"
         )
     if args.build_server:
         return 0

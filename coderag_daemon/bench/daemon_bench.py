@@ -186,8 +186,10 @@ async def _run(args: argparse.Namespace) -> int:
         rtts = await _probe_event_loop(s, scratch, cold)
         _, cold_seconds, cold_figures = await cold
         print(
-            f"context: {cold_figures['tokensInContext']} tokens in {len(FILES)} files; cold prefill {cold_seconds:.1f}s; "
-            f"{len(rtts)} didChange+request round trips during it: p50 {_pct(rtts, 0.5):.1f} ms, p99 {_pct(rtts, 0.99):.1f} ms, max {max(rtts):.1f} ms",
+            f"context: {cold_figures['tokensInContext']} tokens in {len(FILES)} files; "
+            f"cold prefill {cold_seconds:.1f}s; "
+            f"{len(rtts)} didChange+request round trips during it: p50 {_pct(rtts, 0.5):.1f} ms, "
+            f"p99 {_pct(rtts, 0.99):.1f} ms, max {max(rtts):.1f} ms",
             flush=True,
         )
 
@@ -224,9 +226,12 @@ async def _run(args: argparse.Namespace) -> int:
                 for client in fixed.values():
                     client.request(doc, line + 1, 0)
                 print(
-                    f"  edit {k * args.burst_lines + i + 1:>2} in {doc.rel:<20} {'at once      ' if at_once else 'after preload'} "
-                    f"TTFT {ttft:.2f}s, whole {seconds:.2f}s, {figures.get('tokensReprocessed', '-')} tokens reprocessed"
-                    f"{f' (+{before} by the preload)' if before else ''}; fixed order: {fixed[False].reprocessed - server_before}",
+                    f"  edit {k * args.burst_lines + i + 1:>2} in {doc.rel:<20} "
+                    f"{'at once      ' if at_once else 'after preload'} "
+                    f"TTFT {ttft:.2f}s, whole {seconds:.2f}s, "
+                    f"{figures.get('tokensReprocessed', '-')} tokens reprocessed"
+                    f"{f' (+{before} by the preload)' if before else ''}; "
+                    f"fixed order: {fixed[False].reprocessed - server_before}",
                     flush=True,
                 )
         await s.settle()
@@ -240,14 +245,17 @@ async def _run(args: argparse.Namespace) -> int:
         print("| figure | value |")
         print("|---|---|")
         print(
-            f"| time to first token after an edit, preload done (median of {len(after_preload)}) | {statistics.median(t for t, _ in after_preload):.2f} s |"
+            f"| time to first token after an edit, preload done (median of {len(after_preload)}) | "
+            f"{statistics.median(t for t, _ in after_preload):.2f} s |"
         )
         print(
-            f"| time to first token, next line typed at once, no preload (median of {len(immediate)}) | {statistics.median(t for t, _ in immediate):.2f} s |"
+            f"| time to first token, next line typed at once, no preload (median of {len(immediate)}) | "
+            f"{statistics.median(t for t, _ in immediate):.2f} s |"
         )
         if single_line:
             print(
-                f"| whole single-line completion (median of {len(single_line)}) | {statistics.median(single_line):.2f} s |"
+                f"| whole single-line completion (median of {len(single_line)}) | "
+                f"{statistics.median(single_line):.2f} s |"
             )
         print(f"| didChange + request round trip during a prefill, p99 | {_pct(rtts, 0.99):.1f} ms |")
         print(f"| tokens reprocessed over the session, this daemon (requests and preloads) | {ours} |")

@@ -121,7 +121,8 @@ def _line(label: str, seconds: float, figures: dict[str, Any]) -> str:
     return (
         f"  {label}: {seconds:.2f}s end to end | {figures.get('tokensReprocessed', '?')} of "
         f"{figures.get('tokensInContext', '?')} tokens reprocessed ({figures.get('restoreKind', '?')}) | "
-        f"prefill {figures.get('prefillMs', 0) / 1000:.2f}s, first token {figures.get('timeToFirstTokenMs', 0) / 1000:.2f}s, "
+        f"prefill {figures.get('prefillMs', 0) / 1000:.2f}s, "
+        f"first token {figures.get('timeToFirstTokenMs', 0) / 1000:.2f}s, "
         f"{figures.get('tokensGenerated', 0)} tokens generated in {figures.get('generationMs', 0) / 1000:.2f}s"
         + (
             f" | {figures['contextTokensLeftOut']} tokens of context left out (not decoded yet)"
@@ -155,7 +156,8 @@ async def _run(args: argparse.Namespace) -> int:
             print(f"The daemon could not load a model: {ready['error']}")
             return 1
         print(
-            f"1. Model loaded in {time.perf_counter() - t0:.1f}s: {ready['model']} (cache strategy {ready['strategy']}, n_ctx {ready['nCtx']})"
+            f"1. Model loaded in {time.perf_counter() - t0:.1f}s: {ready['model']} "
+            f"(cache strategy {ready['strategy']}, n_ctx {ready['nCtx']})"
         )
 
         uris = [s.open(root, rel) for rel in FILES]
@@ -208,7 +210,8 @@ async def _run(args: argparse.Namespace) -> int:
         print()
         print(_line("chat", seconds, result["stats"]))
         print(
-            "7. Back to completion after the chat (it ran on its own cached sequence): only the typed line is reprocessed"
+            "7. Back to completion after the chat (it ran on its own cached sequence): "
+            "only the typed line is reprocessed"
         )
         s.type_text(auth, insert_at + 3, 0, f"{indent}return ")
         _, seconds, figures = await s.complete(auth, insert_at + 3, len(indent) + len("return "))

@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
@@ -215,7 +216,8 @@ def bench_model(path: Path, label: str, args: argparse.Namespace, log: Callable[
         label, model.kind, ours.strategy, cold, cold_plain, len(ours.checkpoints), ours.checkpoints.nbytes
     )
     log(
-        f"  cold prefill {cold:.2f}s with checkpoints, {cold_plain:.2f}s without; {len(ours.checkpoints)} checkpoints, {ours.checkpoints.nbytes / 2**20:.1f} MiB"
+        f"  cold prefill {cold:.2f}s with checkpoints, {cold_plain:.2f}s without; "
+        f"{len(ours.checkpoints)} checkpoints, {ours.checkpoints.nbytes / 2**20:.1f} MiB"
     )
 
     # The exactness reference: a fresh cache with the same settings, so it decodes in the same
@@ -227,9 +229,9 @@ def bench_model(path: Path, label: str, args: argparse.Namespace, log: Callable[
     previous = segments
     for where in ("mid", "end"):
         target = edited(model, previous, where)
-        stats, seconds = _timed(lambda: ours.update(target))
+        stats, seconds = _timed(partial(ours.update, target))
         plain.clear()
-        full_stats, full_seconds = _timed(lambda: plain.update(target))
+        full_stats, full_seconds = _timed(partial(plain.update, target))
         edit = EditResult(
             where,
             stats.n_tokens,
@@ -249,7 +251,8 @@ def bench_model(path: Path, label: str, args: argparse.Namespace, log: Callable[
         result.edits.append(edit)
         log(
             f"  {where} edit at {edit.first_changed}: ours {edit.ours.tokens} tok {edit.ours.seconds:.2f}s "
-            f"(from {stats.restore_kind} at {stats.restored_from}); full {edit.full.tokens} tok {edit.full.seconds:.2f}s"
+            f"(from {stats.restore_kind} at {stats.restored_from}); "
+            f"full {edit.full.tokens} tok {edit.full.seconds:.2f}s"
             + (
                 f"; llama-cpp-python {edit.llama_cpp_python.tokens} tok {edit.llama_cpp_python.seconds:.2f}s"
                 if edit.llama_cpp_python
@@ -288,16 +291,20 @@ def _models(spec: str, log: Callable[[str], None]) -> list[tuple[str, Path]]:
 def print_table(results: list[ModelResult]) -> None:
     print()
     print(
-        "| model | strategy | edit | N | N-p (bound) | ours tok | ours s | llama-cpp-python tok | s | full tok | full s | full/ours | exact |"
+        "| model | strategy | edit | N | N-p (bound) | ours tok | ours s | llama-cpp-python tok | s "
+        "| full tok | full s | full/ours | exact |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         for e in r.edits:
             lcp = e.llama_cpp_python
             print(
-                f"| {r.model} | {r.strategy} | {e.edit} | {e.n_tokens} | {e.lower_bound} | {e.ours.tokens} | {e.ours.seconds:.2f} | "
-                f"{lcp.tokens if lcp else '-'} | {f'{lcp.seconds:.2f}' if lcp else '-'} | {e.full.tokens} | {e.full.seconds:.2f} | "
-                f"{e.full.seconds / max(e.ours.seconds, 1e-9):.1f}x | {'greedy same' if e.greedy_match else 'greedy DIFFERS'}, Δlogit {e.max_logit_diff:.2g} |"
+                f"| {r.model} | {r.strategy} | {e.edit} | {e.n_tokens} | {e.lower_bound} | "
+                f"{e.ours.tokens} | {e.ours.seconds:.2f} | "
+                f"{lcp.tokens if lcp else '-'} | {f'{lcp.seconds:.2f}' if lcp else '-'} | "
+                f"{e.full.tokens} | {e.full.seconds:.2f} | "
+                f"{e.full.seconds / max(e.ours.seconds, 1e-9):.1f}x | "
+                f"{'greedy same' if e.greedy_match else 'greedy DIFFERS'}, Δlogit {e.max_logit_diff:.2g} |"
             )
     print()
     print("| model | cold prefill s (checkpoints) | without | overhead | checkpoints | checkpoint MiB |")
@@ -305,7 +312,8 @@ def print_table(results: list[ModelResult]) -> None:
     for r in results:
         overhead = (r.cold_seconds / r.cold_seconds_without_checkpoints - 1) * 100
         print(
-            f"| {r.model} | {r.cold_seconds:.2f} | {r.cold_seconds_without_checkpoints:.2f} | {overhead:+.1f}% | {r.checkpoints} | {r.checkpoint_bytes / 2**20:.1f} |"
+            f"| {r.model} | {r.cold_seconds:.2f} | {r.cold_seconds_without_checkpoints:.2f} | {overhead:+.1f}% | "
+            f"{r.checkpoints} | {r.checkpoint_bytes / 2**20:.1f} |"
         )
     print(f"\npeak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 

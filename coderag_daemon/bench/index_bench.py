@@ -140,19 +140,22 @@ def _print_figures(f: dict[str, Any], accuracy: list[tuple[str, tuple[int, int, 
     print("| figure | value |")
     print("|---|---|")
     print(
-        f"| tree | {f['files']} files indexed, {f['mib']:.1f} MiB of text, {f['chunks']} chunks, {f['terms']} distinct terms |"
+        f"| tree | {f['files']} files indexed, {f['mib']:.1f} MiB of text, "
+        f"{f['chunks']} chunks, {f['terms']} distinct terms |"
     )
     print(f"| build from scratch | {f['build_s']:.1f} s |")
     print(f"| peak extra memory during the build (RSS over the interpreter after imports) | {f['peak_mib']:.0f} MiB |")
     print(
-        f"| restart on the unchanged tree (saved index; {f['restart_chunked']} files re-read and chunked) | {f['restart_s']:.2f} s |"
+        f"| restart on the unchanged tree (saved index; {f['restart_chunked']} files re-read and chunked) | "
+        f"{f['restart_s']:.2f} s |"
     )
     print(
         f"| single-file update, write to searchable (p50 / p95 of {f['updates']}) | "
         f"{f['update_p50_ms']:.1f} / {f['update_p95_ms']:.1f} ms |"
     )
     print(
-        f"| file written {f['hot_writes']} times in {HOT_SECONDS:.0f} s, each reported | {f['hot_indexed']} re-indexes |"
+        f"| file written {f['hot_writes']} times in {HOT_SECONDS:.0f} s, each reported | "
+        f"{f['hot_indexed']} re-indexes |"
     )
     print(
         f"| retrieval per question over the whole tree (p50 / p95 of {f['questions']}) | "
@@ -160,7 +163,8 @@ def _print_figures(f: dict[str, Any], accuracy: list[tuple[str, tuple[int, int, 
     )
     for name, (first, top5, total) in accuracy:
         print(
-            f"| {name}: right file first / in the top 5 | {first}/{total} / {top5}/{total} ({100 * top5 / total:.0f}%) |"
+            f"| {name}: right file first / in the top 5 | "
+            f"{first}/{total} / {top5}/{total} ({100 * top5 / total:.0f}%) |"
         )
 
 

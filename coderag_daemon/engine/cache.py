@@ -260,7 +260,8 @@ class ContextCache:
         ctx = llama_cpp.llama_init_from_model(self.model.ptr, params)
         if not ctx:
             raise EngineError(
-                f"llama.cpp could not create a context of {o.n_ctx} tokens for {self.model.path.name} (out of memory?); try a smaller n_ctx"
+                f"llama.cpp could not create a context of {o.n_ctx} tokens for {self.model.path.name} "
+                "(out of memory?); try a smaller n_ctx"
             )
         return ctx
 
@@ -360,7 +361,7 @@ class ContextCache:
         if other is None or q <= self._keepable(s, p):
             return None
         self._remove(s, 0, -1)
-        for src, dst in zip(self._ids(other), self._ids(s)):
+        for src, dst in zip(self._ids(other), self._ids(s), strict=True):
             llama_cpp.llama_memory_seq_cp(self.memory, src, dst, 0, q)
         s.forget()
         s.tokens.extend(other.tokens[:q])

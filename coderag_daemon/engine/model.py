@@ -55,7 +55,8 @@ def check_gguf(path: Path) -> GGUFReader:
     """Raise ModelError unless `path` is a complete GGUF file."""
     if not path.exists():
         raise ModelError(
-            f"model file not found: {path}. Give the path of a .gguf file (--model PATH) or install the default model: coderag-daemon model install"
+            f"model file not found: {path}. Give the path of a .gguf file (--model PATH) "
+            "or install the default model: coderag-daemon model install"
         )
     if not path.is_file():
         raise ModelError(f"model path is not a file: {path}")
@@ -66,7 +67,8 @@ def check_gguf(path: Path) -> GGUFReader:
         raise ModelError(f"cannot read model file {path}: {exc.strerror}") from exc
     if magic != b"GGUF":
         raise ModelError(
-            f"{path} is not a GGUF model (it starts with {magic!r}, expected b'GGUF'). Convert it with llama.cpp's convert_hf_to_gguf.py or pick a .gguf file"
+            f"{path} is not a GGUF model (it starts with {magic!r}, expected b'GGUF'). "
+            "Convert it with llama.cpp's convert_hf_to_gguf.py or pick a .gguf file"
         )
     try:
         reader = GGUFReader(path)
@@ -76,7 +78,8 @@ def check_gguf(path: Path) -> GGUFReader:
     needed = max((t.data_offset + int(t.n_bytes) for t in reader.tensors), default=0)
     if needed > size:
         raise ModelError(
-            f"{path} is a damaged or truncated GGUF file: its tensors need {needed} bytes but it has {size}; download or assemble it again"
+            f"{path} is a damaged or truncated GGUF file: its tensors need {needed} bytes but it has {size}; "
+            "download or assemble it again"
         )
     return reader
 
@@ -117,7 +120,8 @@ class Model:
         self.ptr = llama_cpp.llama_model_load_from_file(str(self.path).encode(), params)
         if not self.ptr:
             raise ModelError(
-                f"llama.cpp could not load {self.path} (unsupported architecture or damaged file; see the log for llama.cpp's reason)"
+                f"llama.cpp could not load {self.path} "
+                "(unsupported architecture or damaged file; see the log for llama.cpp's reason)"
             )
         self.vocab = llama_cpp.llama_model_get_vocab(self.ptr)
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(self.vocab)

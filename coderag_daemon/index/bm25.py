@@ -165,7 +165,8 @@ class Bm25Index:
         starts = np.searchsorted(doc_ids, docs).tolist()
         ends = np.searchsorted(doc_ids, docs, side="right").tolist()
         pieces = [
-            self._recent.get(doc) or (sealed_terms[a:b], sealed_counts[a:b]) for doc, a, b in zip(docs, starts, ends)
+            self._recent.get(doc) or (sealed_terms[a:b], sealed_counts[a:b])
+            for doc, a, b in zip(docs, starts, ends, strict=True)
         ]
         offsets = np.cumsum([0, *(len(t) for t, _ in pieces)], dtype=np.int64)
         if not pieces:
@@ -282,7 +283,7 @@ class _Buffer:
         self.terms[self.used : end] = terms
         self.counts[self.used : end] = counts
         bounds = (offsets + self.used).tolist()
-        self.spans.update(zip(docs, zip(bounds, bounds[1:])))
+        self.spans.update(zip(docs, zip(bounds, bounds[1:], strict=False), strict=True))
         self.used = end
 
     def get(self, doc: int) -> _Postings | None:

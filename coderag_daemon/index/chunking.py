@@ -128,7 +128,7 @@ def _python_spans(
     header_title = f"class {qualifier[:-1]}" if qualifier else ""
     spans: list[Span] = []
     block_start = start
-    for item, item_end in zip(items, [*items[1:], end]):
+    for item, item_end in zip(items, [*items[1:], end], strict=True):
         definition = _definition_at(lines, item, item_end, level)
         if definition is None:
             continue
@@ -166,7 +166,7 @@ def _block_spans(lines: list[str], start: int, end: int, options: ChunkOptions, 
     """Lines ``[start, end)`` cut where a line starts at column 0 after a blank line, long blocks
     cut into windows."""
     starts = [start] + [i for i in range(start + 1, end) if lines[i][:1].strip() and not lines[i - 1].strip()]
-    return [span for s, e in zip(starts, [*starts[1:], end]) for span in _windows(s, e, title, options)]
+    return [span for s, e in zip(starts, [*starts[1:], end], strict=True) for span in _windows(s, e, title, options)]
 
 
 def _windows(start: int, end: int, title: str, options: ChunkOptions) -> list[Span]:

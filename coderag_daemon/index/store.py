@@ -139,7 +139,9 @@ def _records(
     file_ends = np.cumsum(chunks).tolist()
     posting_offsets = np.cumsum([0, *lengths.tolist()], dtype=np.int64)
     records = {}
-    for (rel, (size, mtime_ns, file_digest, spans)), first, last in zip(files.items(), [0, *file_ends], file_ends):
+    for (rel, (size, mtime_ns, file_digest, spans)), first, last in zip(
+        files.items(), [0, *file_ends], file_ends, strict=False
+    ):
         if not (
             isinstance(rel, str)
             and isinstance(size, int)

@@ -152,7 +152,7 @@ class AdmissionPolicy:
             except (OSError, RuntimeError) as exc:  # RuntimeError: symlink loop
                 return self._refuse(given, f"unresolvable: {exc}")
             candidates = [real] if real == given else [real, given]
-        for first, candidate in zip((True, False), candidates):
+        for first, candidate in zip((True, False), candidates, strict=False):
             root = self.root_of(candidate)
             if root is None:
                 if first:
@@ -164,7 +164,8 @@ class AdmissionPolicy:
         return ADMITTED
 
     def check_content(self, path: str | os.PathLike[str]) -> Admission:
-        """Content rules only: a regular file, not too large, no NUL byte, UTF-8 and no private key at least in its head."""
+        """Content rules only: a regular file, not too large, no NUL byte, UTF-8 and no private key
+        at least in its head."""
         try:
             st = os.stat(path)
             if not stat.S_ISREG(st.st_mode):

@@ -40,7 +40,7 @@ def flat(segments: Segments) -> list[int]:
 
 
 def first_difference(a: list[int], b: list[int]) -> int:
-    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
 
 
 def _some_tokens(segments: Segments, rng: random.Random, n: int) -> list[int]:
@@ -249,8 +249,10 @@ def test_a_resumed_update_starts_where_the_interrupted_one_stopped(tiny_model: M
     start = 0
     for polls_allowed in (3, 2):  # interrupted twice, then completed
         polls, decoded = itertools.count(), [0]
-        stats = cache.update(
-            segments, interrupt=lambda: next(polls) >= polls_allowed, progress=lambda done, total: decoded.append(done)
+        stats = cache.update(  # the callbacks run during this call only
+            segments,
+            interrupt=lambda: next(polls) >= polls_allowed,  # noqa: B023
+            progress=lambda done, total: decoded.append(done),  # noqa: B023
         )
         assert not stats.completed
         if start:

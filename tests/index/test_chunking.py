@@ -51,7 +51,7 @@ def covered_in_order(text: str, chunks) -> None:
     """Chunks are exact lines, in order, not overlapping, and every non-blank line is in one."""
     lines = split_lines(text)
     assert all(c.text == lines_of(text, c) and c.start_line < c.end_line for c in chunks)
-    assert all(a.end_line <= b.start_line for a, b in zip(chunks, chunks[1:]))
+    assert all(a.end_line <= b.start_line for a, b in zip(chunks, chunks[1:], strict=False))
     covered = {i for c in chunks for i in range(c.start_line, c.end_line)}
     assert all(i in covered for i, line in enumerate(lines) if line.strip())
 

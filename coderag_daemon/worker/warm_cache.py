@@ -106,6 +106,8 @@ class WarmCache:
         """What the cache holds, as of the last completed preload or load."""
         self._saved_tokens: int | None = None
         """hash of the tokens last saved or loaded: an unchanged cache is not saved again."""
+        self._saved_files: list[FileDigest] = []
+        """The files the last save or load held."""
         self._last_save = float("-inf")
         self._writer = _Writer(self)
 
@@ -142,7 +144,7 @@ class WarmCache:
         """Before the first job on a new cache: load the saved state that fits the open files best."""
         if id(session.cache) == self._cache_id:
             return
-        self._cache_id, self._cache_files, self._saved_tokens = id(session.cache), [], None
+        self._cache_id, self._cache_files, self._saved_files, self._saved_tokens = id(session.cache), [], [], None
         if not self.enabled or not self._roots:
             return
         try:
@@ -174,9 +176,10 @@ class WarmCache:
         self._load(session, project, best, arrange=False)
 
     def after_preload(self, session: Session, project: Project) -> None:
-        """A preload reached its target: the cache holds the files as they are now. Saved when the
-        interval has passed and it changed, unless a request is waiting."""
-        self._cache_files = project.file_digests()
+        """A preload reached its target: the cache holds the files as they are now (up to the one
+        being completed, whose window the request tail shows instead). Saved when the interval has
+        passed and it changed, unless a request is waiting."""
+        self._cache_files = self._held(session, project)
         if (
             self.enabled
             and self._roots
@@ -187,8 +190,8 @@ class WarmCache:
 
     def save_now(self, session: Session, project: Project, timeout: float) -> None:
         """At shutdown: save what the cache holds if it changed, and wait for the disk (at most `timeout` s)."""
-        if self.enabled and self._roots and self._cache_files:
-            self._save(session, project, self._cache_files)
+        if self.enabled and self._roots and self._cache_id == id(session.cache):
+            self._save(session, project, self._held(session, project))
         self._writer.flush(timeout)
 
     def close(self, timeout: float = 10.0) -> None:
@@ -219,7 +222,7 @@ class WarmCache:
             if progress is not None:
                 progress(total, total)
                 progress.finish()
-        self._cache_files = [(str(p), str(d), int(t)) for p, d, t in state.meta.get("files", [])]
+        self._cache_files = self._saved_files = [(str(p), str(d), int(t)) for p, d, t in state.meta.get("files", [])]
         self._saved_tokens = hash(tuple(session.cache.tokens))
         if arrange:
             project.prefer_order([p for p, _, _ in self._cache_files])
@@ -233,10 +236,18 @@ class WarmCache:
         )
         self._on_restored(restored)
 
+    @staticmethod
+    def _held(session: Session, project: Project) -> list[FileDigest]:
+        """The files the cache's completion sequence holds now, as a saved state describes them."""
+        return project.files_held(lambda segments: session.cache.cached_prefix(segments, 0))
+
     def _save(self, session: Session, project: Project, files: list[FileDigest]) -> None:
+        """Save the cache as holding `files`, unless it holds nothing new: the same tokens as last
+        time, or only some of the files the last save held (a completion's tail in the place of the
+        file being edited: the save after the preload was the better one)."""
         cache = session.cache
         fingerprint = hash(tuple(cache.tokens))
-        if not files or fingerprint == self._saved_tokens:
+        if not files or fingerprint == self._saved_tokens or _fewer(files, self._saved_files):
             return
         t0 = time.perf_counter()
         try:
@@ -245,7 +256,7 @@ class WarmCache:
         except EngineError as exc:
             log.warning("the cache could not be saved: %s", exc)
             return
-        self._saved_tokens, self._last_save = fingerprint, time.monotonic()
+        self._saved_tokens, self._saved_files, self._last_save = fingerprint, files, time.monotonic()
         meta = {
             "files": [list(f) for f in files],
             "tokens": len(cache.tokens),
@@ -259,6 +270,11 @@ class WarmCache:
         if self.enabled:
             log.warning("%s; the cache is no longer saved (restarts start cold)", exc)
         self.enabled = False
+
+
+def _fewer(files: list[FileDigest], before: list[FileDigest]) -> bool:
+    """`files` are the first of `before`, and not all of them."""
+    return len(files) < len(before) and before[: len(files)] == files
 
 
 class _Writer:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -171,6 +171,21 @@ class Project:
             for item, segment in prepared:
                 self.files.fill(item, segment)
             return self.files.segments(self._key(exclude) if exclude is not None and exclude.path else None)
+
+    def files_held(self, cached_prefix: Callable[[list[list[int]]], int]) -> list[tuple[str, str, int]]:
+        """The leading files (path, sha256 of the text, tokens) whose segments lie within the tokens
+        a cache holds of the file context; `cached_prefix` counts those tokens for the segments."""
+        self.segments()  # tokenizes what is pending, outside the lock
+        with self.lock:
+            segments, digests = self.files.segments(), self.files.digests()
+        end, held = len(segments[0]), []
+        cached = cached_prefix(segments)
+        for digest, segment in zip(digests, segments[1:], strict=True):
+            end += len(segment)
+            if end > cached:
+                break
+            held.append(digest)
+        return held
 
     def layout(self) -> PromptLayout:
         """The prompt layout of the loaded model."""

@@ -53,7 +53,11 @@ bench: model
 bench-compare: model
 	$(VENV)/bin/coderag-daemon bench compare --plots docs/img --json .build/compare.json
 
+# Lint and types first (seconds), then the suites.
 test: setup
+	$(PY) -m ruff check coderag_daemon tests fixtures
+	$(PY) -m ruff format --check coderag_daemon tests fixtures
+	$(PY) -m mypy
 	$(PY) -m pytest -q
 	CODERAG_PYTHON=$(abspath $(PY)) editors/emacs/test.sh
 	CODERAG_PYTHON=$(abspath $(PY)) editors/vscode/test.sh

@@ -267,9 +267,7 @@ async def _run(args: argparse.Namespace) -> int:
             )
         return 0
     finally:
-        await s.client.shutdown_async(None)
-        s.client.exit(None)
-        await s.client.stop()
+        await s.close()
         tokenizer.close()
         shutil.rmtree(work, ignore_errors=True)
 

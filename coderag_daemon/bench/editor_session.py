@@ -103,6 +103,15 @@ class Session:
         text = items[0].insert_text if items else ""
         return text if isinstance(text, str) else text.value, seconds, figures
 
+    async def close(self) -> None:
+        """shutdown and exit, as an editor ends a session; waits (at most a minute) for the daemon
+        to save its cache and end."""
+        await self.client.shutdown_async(None)
+        self.client.exit(None)
+        if self.client._server is not None:
+            await asyncio.wait_for(self.client._server.wait(), 60)
+        await self.client.stop()
+
     def _seq(self) -> int:
         return max((s["lastRequest"]["seq"] for s in self.status if "lastRequest" in s), default=0)
 
@@ -223,9 +232,7 @@ async def _run(args: argparse.Namespace) -> int:
         )
         return 0
     finally:
-        await s.client.shutdown_async(None)
-        s.client.exit(None)
-        await s.client.stop()
+        await s.close()
         shutil.rmtree(work, ignore_errors=True)
 
 

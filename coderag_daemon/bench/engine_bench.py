@@ -27,6 +27,7 @@ from ..engine import ContextCache, EngineOptions, GenerationOptions, Model, gene
 from ..engine.cache import common_prefix
 from ..engine.options import SwaMode
 from . import quiet
+from .workload import STDLIB, STDLIB_SOURCES
 
 T = TypeVar("T")
 
@@ -100,23 +101,7 @@ class ModelResult:
 
 def source_files(folder: Path | None) -> list[Path]:
     if folder is None:
-        folder = Path(json.__file__).parent.parent  # the standard library: real code, on every machine
-        names = [
-            "json/decoder.py",
-            "json/encoder.py",
-            "textwrap.py",
-            "shlex.py",
-            "fnmatch.py",
-            "glob.py",
-            "bisect.py",
-            "heapq.py",
-            "calendar.py",
-            "csv.py",
-            "string.py",
-            "difflib.py",
-            "argparse.py",
-        ]
-        return [folder / n for n in names]
+        return [STDLIB / n for n in STDLIB_SOURCES]
     return sorted(p for p in folder.rglob("*") if p.suffix in {".py", ".js", ".ts", ".rs", ".go", ".c", ".h"})
 
 

@@ -15,7 +15,6 @@ import re
 import shutil
 import socket
 import subprocess
-import sys
 import tarfile
 import time
 import urllib.error
@@ -24,6 +23,8 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from .pypi import pip_download
 
 BUILD_ROOT = Path(__file__).resolve().parents[2] / ".build"
 NO_AMX = "-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
@@ -100,22 +101,7 @@ class ServerBuild:
     def _fetch_source(self) -> Path:
         """llama-cpp-python's sdist, unpacked down to its changelog and vendored llama.cpp tree."""
         download = self.root / "sdist"
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "download",
-                "--quiet",
-                "--no-deps",
-                "--no-binary",
-                "llama-cpp-python",
-                "-d",
-                str(download),
-                f"llama-cpp-python=={self.version}",
-            ],
-            check=True,
-        )
+        pip_download(f"llama-cpp-python=={self.version}", download, "--no-binary", "llama-cpp-python")
         archive = next(download.glob("llama_cpp_python-*.tar.gz"))
         source = self.root / "src"
         shutil.rmtree(source, ignore_errors=True)

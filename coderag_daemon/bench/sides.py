@@ -184,9 +184,7 @@ class DaemonSide:
         result.checkpoint_bytes = max((st.get("checkpointBytes", 0) for st in s.status), default=0)
         assert s.client._server is not None  # the daemon process pygls started
         result.peak_rss = peak_rss(s.client._server.pid)
-        await s.client.shutdown_async(None)
-        s.client.exit(None)
-        await s.client.stop()
+        await s.close()
         shutil.rmtree(self.work, ignore_errors=True)
 
 

@@ -140,23 +140,19 @@ def fit_files(sources: dict[str, str], count_tokens: Callable[[str], int], budge
     return out
 
 
+STDLIB = Path(json.__file__).parent.parent
+STDLIB_SOURCES = (
+    "json/decoder.py", "json/encoder.py", "textwrap.py", "shlex.py", "fnmatch.py", "glob.py", "bisect.py",
+    "heapq.py", "calendar.py", "csv.py", "string.py", "difflib.py", "argparse.py",
+)  # fmt: skip
+"""Files of Python's standard library the benchmarks fill contexts with: real code, on every machine."""
+
+
 def mid_edit(count_tokens: Callable[[str], int], tokens: int) -> Workload:
     """Real source files (Python's standard library) filling ~`tokens`; a completion in the last
     file warms every side, then a line typed in the middle of the middle file, completed at once,
     then a line typed near the end of the last file, completed at once."""
-    std = Path(json.__file__).parent.parent
-    names = [
-        "json/decoder.py",
-        "json/encoder.py",
-        "textwrap.py",
-        "shlex.py",
-        "fnmatch.py",
-        "glob.py",
-        "bisect.py",
-        "heapq.py",
-        "calendar.py",
-    ]
-    files = fit_files({f"lib/{n}": (std / n).read_text() for n in names}, count_tokens, tokens)
+    files = fit_files({f"lib/{n}": (STDLIB / n).read_text() for n in STDLIB_SOURCES[:9]}, count_tokens, tokens)
     order = list(files)
     middle, last = order[len(order) // 2], order[-1]
     mid_line = _body_line(files[middle], 0.5)

@@ -11,7 +11,8 @@ Changes only record text, so the LSP event loop never waits for a tokenizer: fil
 the model worker asks for the segments. `pending`, `prepare` and `fill` let it tokenize outside any lock.
 
 After a restart, the order the cache was saved with (`prefer`) decides where the files opened again
-go, whatever order the editor opens them in, so the saved cache's prefix matches them.
+go, whatever order the editor opens them in, so the saved cache's prefix matches them; until the
+first edit, files that were not in the saved cache (the budget had evicted them) leave first.
 """
 
 from __future__ import annotations
@@ -148,6 +149,7 @@ class FileOrder:
             return
         self._files.pop(key, None)
         self._files[key] = FileText(text)
+        self._preferred = {}  # from the first edit on, recency alone orders the files
 
     def refresh(self, key: str, text: str) -> None:
         """The text changed without the user editing it (e.g. re-read from disk): same place.
@@ -238,7 +240,9 @@ class FileOrder:
 
     def _evict(self, layout: ContextLayout) -> None:
         """Past the token or file limit, evict least recently used files down to the low-water
-        marks; the most recent file always stays."""
+        marks; the most recent file always stays. Before the first edit after a restart, the files
+        outside the saved order go first, all of them: the budget had evicted them when the cache
+        was saved, and kept anywhere they would cut the saved prefix short."""
         o = layout.options
         total = self.total_tokens
         if total <= o.token_budget and len(self._files) <= o.max_files:
@@ -248,12 +252,18 @@ class FileOrder:
             f"over the limit of {o.token_budget} tokens / {o.max_files} files"
         )
         low_tokens, low_files = int(o.token_budget * o.low_water), max(int(o.max_files * o.low_water), 1)
-        while len(self._files) > 1 and (total > low_tokens or len(self._files) > low_files):
-            key = next(iter(self._files))
+        while len(self._files) > 1:
+            outside = [k for k in self._files if k not in self._preferred] if self._preferred else []
+            if len(outside) == len(self._files):  # none of the saved files is open
+                outside = []
+            if not outside and total <= low_tokens and len(self._files) <= low_files:
+                break
+            key = outside[0] if outside else next(iter(self._files))
             evicted = self._files.pop(key).segment
             tokens = len(evicted.tokens) if evicted is not None else 0
             total -= tokens
-            log.info("evicted %s (%d tokens, least recently used): %s", self._display(key), tokens, reason)
+            why = "not in the saved cache" if outside else "least recently used"
+            log.info("evicted %s (%d tokens, %s): %s", self._display(key), tokens, why, reason)
             if self._on_evict is not None:
                 self._on_evict(key)
         log.info(

@@ -276,6 +276,19 @@ def test_eviction_goes_down_to_the_low_water_mark_oldest_first(caplog: pytest.Lo
     assert order(policy) == ["c.py", "d.py", "e.py", "f.py"]
 
 
+def test_files_outside_a_saved_order_leave_first_until_an_edit() -> None:
+    policy, _ = char_policy(budget=10_000, max_files=4)  # low-water: 3 files
+    policy.prefer(["c.py", "d.py"])  # the budget had evicted a.py and b.py when the cache was saved
+    for name in "dcbae":  # opened again, newest first, and one more
+        policy.add(f"{name}.py", source(name, 2))
+    assert order(policy) == ["c.py", "d.py"]  # the saved context: none of the others cuts it short
+    for name in "ef":
+        policy.touch(f"{name}.py", source(name, 3))  # edits: recency alone from now on
+    policy.add("g.py", source("g", 2))
+    policy.add("h.py", source("h", 2))
+    assert order(policy) == ["f.py", "g.py", "h.py"]
+
+
 def test_recently_edited_files_outlive_older_ones() -> None:
     policy, _ = char_policy(budget=100)
     for name in "abcd":

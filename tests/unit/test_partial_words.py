@@ -28,41 +28,11 @@ from .conftest import write
 # GPT-style pre-tokenization: a run of blanks gives its last blank to the word that follows it.
 _WORDS = re.compile(r" ?\w+| ?[^\s\w]+|\s+(?!\S)|\s+")
 _VOCAB = (
-    "x",
-    "a",
-    "t",
-    "e",
-    "u",
-    "r",
-    "n",
-    "=",
-    ">",
-    "\xc3",
-    "\xa9",
-    " ",
-    "  ",
-    "   ",
-    "    ",
-    "     ",
-    " r",
-    " re",
-    " ret",
-    " return",
-    " returns",
-    " x",
-    " =",
-    " ==",
-    " >",
-    " >=",
-    " a",
-    " +",
-    " +=",
-    "ret",
-    "return",
-    "urn",
-    "\xff",
-    "\xff\xff",
-)
+    "x", "a", "t", "e", "u", "r", "n", "=", ">", "\xc3", "\xa9",
+    " ", "  ", "   ", "    ", "     ",
+    " r", " re", " ret", " return", " returns", " x", " =", " ==", " >", " >=", " a", " +", " +=",
+    "ret", "return", "urn", "\xff", "\xff\xff",
+)  # fmt: skip
 
 
 class BytesTokenizer:
@@ -127,26 +97,8 @@ def test_the_first_token_writes_all_of_the_partial_word(plain: PromptLayout, fak
 def test_a_run_of_blanks_may_leave_its_last_one_to_the_word(plain: PromptLayout, fake: BytesTokenizer) -> None:
     allowed = plain.healing("    ")
     assert fake.texts(allowed(b"")) == {"    ", "     ", "   "}  # '    return' is '   ', ' return'
-    assert fake.texts(allowed(b"   ")) == {
-        " ",
-        " r",
-        " re",
-        " ret",
-        " return",
-        " returns",
-        " x",
-        " =",
-        " ==",
-        " >",
-        " >=",
-        " a",
-        " +",
-        " +=",
-        "  ",
-        "   ",
-        "    ",
-        "     ",
-    }
+    # after three blanks, any token that starts with a blank: the run may end anywhere
+    assert fake.texts(allowed(b"   ")) == {t for t in _VOCAB if t.startswith(" ")}
 
 
 def test_once_written_any_token_may_follow(plain: PromptLayout) -> None:

@@ -9,19 +9,10 @@ import pytest
 from coderag_daemon.engine import Model
 from coderag_daemon.engine.model import SpecialTokens
 from coderag_daemon.prompting.prompts import SYSTEM_PROMPT, PromptLayout, PromptOptions, detect_layout
-from fixtures.tiny_models import CHAT_TEMPLATE, KINDS, tiny_model_path
+from fixtures.tiny_models import CHAT_TEMPLATE, CONTROL_TOKENS, KINDS, tiny_model_path
 
-QWEN_CONTROLS = (
-    "<|endoftext|>",
-    "<|fim_prefix|>",
-    "<|fim_suffix|>",
-    "<|fim_middle|>",
-    "<|fim_pad|>",
-    "<|repo_name|>",
-    "<|file_sep|>",
-    "<|im_start|>",
-    "<|im_end|>",
-)
+QWEN_CONTROLS = CONTROL_TOKENS
+"""The control tokens of Qwen2.5-Coder's vocabulary, which the tiny models share."""
 _PIECE = re.compile(r" {2,}|.", re.S)
 
 

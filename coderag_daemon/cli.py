@@ -122,6 +122,7 @@ _BENCHES = (
     ("index", "index_bench", "workspace index: build, update and retrieval time, memory, top-5 accuracy"),
     ("compare", "compare_bench", "side by side with llama-server and llama-cpp-python on real edit sessions"),
     ("jsonrpc", "jsonrpc_bench", "reading and writing JSON-RPC messages with json and with orjson"),
+    ("checkout", "checkout_bench", "a branch switch and back on a real package's history, saving the cache or not"),
     ("restart", "restart_bench", "cold start against warm restart: time until every file is cached, state load"),
 )
 """(subcommand, module in coderag_daemon.bench, help); each module has add_arguments(parser) and run(args)."""

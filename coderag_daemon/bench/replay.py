@@ -38,7 +38,7 @@ class ReplaySource:
         return f"{self.package} {self.old} → {self.new} (PyPI wheels)"
 
 
-def _wheel_sources(package: str, version: str, cache: Path) -> dict[str, str]:
+def wheel_sources(package: str, version: str, cache: Path) -> dict[str, str]:
     """Python sources of a pure-Python wheel, downloaded once into `cache`."""
     folder = cache / f"{package}-{version}"
     if not any(folder.glob("*.whl")):
@@ -61,8 +61,8 @@ def replay_session(
     `chats` questions are spread evenly over the session.
     """
     cache = cache or Path(tempfile.gettempdir()) / "coderag-bench-replay"
-    old = _wheel_sources(source.package, source.old, cache)
-    new = _wheel_sources(source.package, source.new, cache)
+    old = wheel_sources(source.package, source.old, cache)
+    new = wheel_sources(source.package, source.new, cache)
     changed = sorted(rel for rel in old.keys() & new.keys() if old[rel] != new[rel])
     budget = context_tokens - sum(count_tokens(old[rel]) for rel in changed)
     extra = fit_files({rel: old[rel] for rel in source.context_files}, count_tokens, max(budget, 256))

@@ -61,7 +61,7 @@ SETTLED_S = 2.0
 reported is when it got there)."""
 
 
-async def _settled(s: Session, t0: float) -> float:
+async def settled(s: Session, t0: float) -> float:
     """Seconds from `t0` until the worker last changed what it holds and then stayed ready."""
     key, since = None, time.perf_counter()
     while True:
@@ -94,7 +94,7 @@ async def _start(args: argparse.Namespace, root: Path, env: dict[str, str], file
         raise RuntimeError(f"the daemon could not load a model: {ready['error']}")
     result.model_ready_s = time.perf_counter() - t0
     uris = [s.open(root, rel) for rel in files]
-    result.warm_s = await _settled(s, t0)
+    result.warm_s = await settled(s, t0)
     context = await s.client.protocol.send_request_async("coderag/context", {})
     result.files_tokens = sum(f["tokens"] for f in context["files"])
     result.all_cached = all(f["cached"] for f in context["files"])

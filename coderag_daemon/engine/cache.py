@@ -523,7 +523,9 @@ class ContextCache:
                 stats.checkpoint_ms += _ms(t0)
                 next_stop = next(stop_iter, n + 1)
 
-    def _decode(self, tokens: Sequence[int], pos: int, *, logits: bool) -> None:
+    def _decode(self, tokens: Sequence[int], pos: int, *, logits: bool, every: bool = False) -> np.ndarray | None:
+        """Decode `tokens` at `pos` in one batch. With `logits`, keep those after the last token; with
+        `every`, return those after each token as well ([len(tokens), n_vocab])."""
         batch = self._batch
         k = len(tokens)
         batch.n_tokens = k
@@ -534,18 +536,23 @@ class ContextCache:
             batch.n_seq_id[i] = len(ids)
             for j, seq_id in enumerate(ids):
                 batch.seq_id[i][j] = seq_id
-            batch.logits[i] = False
-        batch.logits[k - 1] = logits
+            batch.logits[i] = every
+        batch.logits[k - 1] = logits or every
         rc = llama_cpp.llama_decode(self.ctx, batch)
         if rc != 0:
             # llama.cpp rolls back the failed batch itself; self.tokens still matches the memory.
             raise EngineError(f"llama_decode failed with code {rc} at position {pos} ({k} tokens)")
         self._seq.tokens.extend(tokens)
+        if every:
+            rows = np.ctypeslib.as_array(llama_cpp.llama_get_logits(self.ctx), shape=(k, self.model.n_vocab)).copy()
+            self._seq.logits = rows[-1]
+            return rows
         if logits:
             ptr = llama_cpp.llama_get_logits_ith(self.ctx, -1)
             self._seq.logits = np.ctypeslib.as_array(ptr, shape=(self.model.n_vocab,)).copy()
         else:
             self._seq.logits = None
+        return None
 
     def _take_checkpoint(self, pos: int, context_end: int) -> bool:
         size = llama_cpp.llama_state_seq_get_size_ext(self.ctx, self._seq.id, _PARTIAL)
@@ -573,6 +580,41 @@ class ContextCache:
             raise ContextOverflowError(f"the context is full ({self.n_ctx} tokens)")
         self._decode([token], len(self.tokens), logits=True)
         return self.logits()
+
+    @property
+    def can_cut_back(self) -> bool:
+        """Whether tokens appended after an update can be cut off again, exactly, wherever: with dense
+        attention and a full-size SWA cache (`cut_back`). Not with a small SWA cache (a batch past the
+        cut may push the window before it out of the cells) nor with recurrent state (never cut);
+        speculative decoding is off there."""
+        return self.strategy in ("truncate", "swa-full")
+
+    def append_many(self, tokens: Sequence[int]) -> np.ndarray:
+        """Decode tokens (a generated one and a draft of the next ones) in one batch and return the
+        logits after each, [len(tokens), n_vocab]. At most n_batch tokens; as `append`, drops the
+        other sequence when they would not fit beside it, and raises ContextOverflowError when they
+        do not fit at all (nothing decoded)."""
+        if not 0 < len(tokens) <= self.options.n_batch:
+            raise ValueError(f"{len(tokens)} tokens for a batch of {self.options.n_batch}")
+        self._make_room(len(tokens))
+        if self.cells_used + len(tokens) > self.n_ctx:
+            raise ContextOverflowError(f"the context is full ({self.n_ctx} tokens)")
+        rows = self._decode(tokens, len(self.tokens), logits=True, every=True)
+        assert rows is not None
+        return rows
+
+    def cut_back(self, n: int, logits: np.ndarray) -> None:
+        """Drop the appended tokens after the first n (a rejected draft), where `can_cut_back`;
+        `logits` are those after token n - 1, which the caller kept from `append_many`. The cache is
+        then as if only the first n tokens had been appended."""
+        s = self._seq
+        if not 0 < n <= len(s.tokens):
+            raise ValueError(f"cannot cut {len(s.tokens)} tokens back to {n}")
+        if n < len(s.tokens) and not (self.can_cut_back and self._truncate(n)):
+            raise EngineError(f"cannot cut the {self.strategy} cache back to {n} of {len(s.tokens)} tokens")
+        s.logits = logits
+        if s.target_logits is not None and n < s.target_logits[0]:
+            s.target_logits = None
 
     def clear(self) -> None:
         """Forget everything: every sequence's tokens, the memory and checkpoints."""

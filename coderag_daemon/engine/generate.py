@@ -3,6 +3,12 @@
 Cancellation and the time budget are checked before every token, so a cancelled request stops within
 one token. Text is streamed as it becomes final: bytes of an incomplete UTF-8 character and text that
 could still turn into a stop string are held back until they are decided.
+
+Greedy decoding is speculative where the cache can cut tokens back exactly: tokens found by prompt
+lookup (`_Lookup`) are decoded together with the last generated one, and each is taken while it is
+the model's own choice; the rest of the draft is cut off. Every token, drafted or not, goes through
+the same checks in the same order, so the tokens, the text and the cache are those of one token at a
+time, in fewer forward passes.
 """
 
 from __future__ import annotations
@@ -33,6 +39,20 @@ class GenerationOptions:
     stop_tokens: frozenset[int] = field(default_factory=frozenset)
     """Token ids that end the generation besides the model's own end-of-generation tokens."""
     time_budget_s: float | None = None
+    speculative: bool = False
+    """Greedy decoding checks drafts found by prompt lookup: the same tokens in fewer forward passes.
+    Ignored when sampling, off where the cache cannot cut a rejected draft back exactly
+    (`ContextCache.can_cut_back`: recurrent and hybrid models, a small sliding-window cache). Off by
+    default: on a quantized model a draft's batch rounds logits differently and decides near-ties,
+    and poor drafts cost more passes than they save (docs/ENGINE.md)."""
+    draft_max: int = 10
+    """Most draft tokens decoded with a generated one: a longer draft costs more when it is rejected."""
+    draft_ngrams: tuple[int, ...] = (3, 2, 1)
+    """How many of the last tokens are looked up earlier in the sequence; the longest that occurs wins."""
+
+    def __post_init__(self) -> None:
+        if self.draft_max < 0 or any(n < 1 for n in self.draft_ngrams):
+            raise ValueError(f"draft_max {self.draft_max} and draft_ngrams {self.draft_ngrams} must not be negative")
 
 
 @dataclass
@@ -42,6 +62,13 @@ class Generation:
     stop_reason: StopReason
     first_token_ms: float | None
     total_ms: float
+    forward_passes: int = 0
+    """Decode calls: one per generated token that the next one was picked after, less those taken
+    from a draft."""
+    draft_tokens: int = 0
+    """Tokens decoded on a guess."""
+    accepted_tokens: int = 0
+    """Of them, those the model picked itself and generation went past (no forward pass of their own)."""
 
 
 def pick_token(logits: np.ndarray, options: GenerationOptions, rng: np.random.Generator) -> int:
@@ -92,6 +119,12 @@ def generate(
     text, emitted, written = "", 0, b""
     first_ms: float | None = None
     reason: StopReason = "max_tokens"
+    speculative = options.speculative and options.temperature <= 0 and options.draft_max > 0 and cache.can_cut_back
+    lookup = _Lookup(cache.tokens, options.max_tokens, options.draft_ngrams) if speculative else None
+    draft: list[int] = []
+    """Tokens decoded after the last generated one on a guess; `rows` are the logits after each."""
+    rows = np.empty((0, logits.size), logits.dtype)
+    passes = drafted = accepted = 0
     for _ in range(options.max_tokens):
         if cancelled is not None and cancelled():
             reason = "cancelled"
@@ -121,16 +154,65 @@ def generate(
         if deadline is not None and time.perf_counter() > deadline:
             reason = "time"
             break
+        if lookup is not None:
+            lookup.push(token)
+        if draft and token == draft[0]:  # decoded already, its logits too
+            logits, rows, draft = rows[0], rows[1:], draft[1:]
+            accepted += 1
+            continue
+        if draft:  # the model went another way: the rest of the draft goes
+            cache.cut_back(len(cache.tokens) - len(draft), logits)
+            draft = []
+        guess: list[int] = []
+        if lookup is not None:
+            free = min(cache.n_ctx - cache.cells_used, cache.options.n_batch) - 1  # beside `token`
+            guess = lookup.draft(min(options.draft_max, options.max_tokens - len(tokens), free))
         try:
-            logits = cache.append(token)
+            batch = cache.append_many([token, *guess]) if guess else cache.append(token)[None]
         except ContextOverflowError:
             reason = "context_full"
             break
+        passes += 1
+        drafted += len(guess)
+        logits, rows, draft = batch[0], batch[1:], guess
+    if draft:  # decoded past where the generation stopped
+        cache.cut_back(len(cache.tokens) - len(draft), logits)
     if reason not in ("stop", "predicate"):
         text += decoder.decode(b"", final=True)
     if on_text is not None and len(text) > emitted:
         on_text(text[emitted:])
-    return Generation(text, tokens, reason, first_ms, (time.perf_counter() - t0) * 1000)
+    return Generation(text, tokens, reason, first_ms, (time.perf_counter() - t0) * 1000, passes, drafted, accepted)
+
+
+class _Lookup:
+    """Drafts by prompt lookup: the tokens that followed the latest earlier occurrence of the
+    sequence's last n tokens, for the longest n of `ngrams` that occurs. Code repeats itself (a call
+    written again, names from the text after the cursor, a line like the one above), so the model
+    often picks them; no second model is needed."""
+
+    def __init__(self, context: list[int], room: int, ngrams: tuple[int, ...]) -> None:
+        self._tokens = np.empty(len(context) + room, np.int64)
+        self._tokens[: len(context)] = context
+        self._n = len(context)
+        self._ngrams = sorted(set(ngrams), reverse=True)
+
+    def push(self, token: int) -> None:
+        self._tokens[self._n] = token
+        self._n += 1
+
+    def draft(self, limit: int) -> list[int]:
+        if limit <= 0 or self._n == 0:
+            return []
+        seq, last = self._tokens[: self._n], self._n - 1
+        ends = np.flatnonzero(seq[:last] == seq[last])  # earlier occurrences of the last token
+        for n in self._ngrams:
+            match = ends[ends >= n - 1]
+            for k in range(1, n):
+                match = match[seq[match - k] == seq[last - k]]
+            if match.size:
+                start = int(match[-1]) + 1
+                return [int(t) for t in seq[start : start + limit]]
+        return []
 
 
 def _only(logits: np.ndarray, allowed: np.ndarray) -> np.ndarray:

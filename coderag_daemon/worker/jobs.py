@@ -49,6 +49,10 @@ class Outcome:
     """A chat's code from the workspace index (its sources are cited)."""
     left_out: int = 0
     """Tokens of file context a completion left out because they were not decoded yet."""
+    forward_passes: int = 0
+    draft_tokens: int = 0
+    accepted_tokens: int = 0
+    """Generation's decode calls, and the tokens it decoded on a guess and took (`engine.generate`)."""
 
     def as_stats(self) -> dict[str, Any]:
         out = {
@@ -57,6 +61,9 @@ class Outcome:
             "timeToFirstTokenMs": round(self.prefill_ms + (self.first_token_ms or 0.0), 1),
             "generationMs": round(self.generation_ms, 1),
             "tokensGenerated": self.tokens_generated,
+            "forwardPasses": self.forward_passes,
+            "draftTokens": self.draft_tokens,
+            "draftAccepted": self.accepted_tokens,
             "stopReason": self.stop_reason,
         }
         if self.retrieved is not None:
@@ -141,7 +148,17 @@ def complete(session: Session, project: Project, doc: Document, window: Window, 
         text = rule.cut_short(text)
     text = trim_suffix_overlap(text, window.suffix)
     return Outcome(
-        text, gen.stop_reason, stats, prefill_ms, gen.first_token_ms, gen.total_ms, len(gen.tokens), left_out=left_out
+        text,
+        gen.stop_reason,
+        stats,
+        prefill_ms,
+        gen.first_token_ms,
+        gen.total_ms,
+        len(gen.tokens),
+        left_out=left_out,
+        forward_passes=gen.forward_passes,
+        draft_tokens=gen.draft_tokens,
+        accepted_tokens=gen.accepted_tokens,
     )
 
 
@@ -202,5 +219,15 @@ def chat(
         on_text=on_text,
     )
     return Outcome(
-        gen.text, gen.stop_reason, stats, prefill_ms, gen.first_token_ms, gen.total_ms, len(gen.tokens), retrieved
+        gen.text,
+        gen.stop_reason,
+        stats,
+        prefill_ms,
+        gen.first_token_ms,
+        gen.total_ms,
+        len(gen.tokens),
+        retrieved,
+        forward_passes=gen.forward_passes,
+        draft_tokens=gen.draft_tokens,
+        accepted_tokens=gen.accepted_tokens,
     )

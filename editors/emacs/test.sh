@@ -46,6 +46,8 @@ clean_up() {
 }
 trap clean_up EXIT
 mkdir "$build/test"
+# The daemons the tests start keep their workspace index and saved caches here, not in the user's cache.
+export CODERAG_INDEX_DIR="$build/index" CODERAG_STATE_DIR="$build/states"
 cp "${sources[@]}" "$build/"
 cp test/*.el "$build/test/"
 

@@ -8,6 +8,10 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 export CODERAG_PYTHON="${CODERAG_PYTHON:-$(cd ../.. && pwd)/.venv/bin/python}"
+# The daemons the tests start keep their workspace index and saved caches here, not in the user's cache.
+private=$(mktemp -d)
+trap 'rm -rf "$private"' EXIT
+export CODERAG_INDEX_DIR="$private/index" CODERAG_STATE_DIR="$private/states"
 if [[ ! -x "$CODERAG_PYTHON" ]]; then
   echo "test.sh: no Python at $CODERAG_PYTHON; run 'make setup' in the repository root or set CODERAG_PYTHON" >&2
   exit 1

@@ -287,15 +287,18 @@ class CoderagServer(LanguageServer):
         await self.run(lambda session: session.cache.clear(), label="clear cache")
 
     def stop(self) -> None:
-        """At shutdown: the cache is saved (bounded in time), then every thread ends."""
+        """At shutdown: the cache is saved (bounded in time), then every thread ends. Without a
+        model in place (none asked for yet, loading, failed) there is nothing to save, and a job
+        would only wait for one."""
         if self.watcher is not None:
             self.watcher.stop()
-        try:
-            self.worker.submit(
-                lambda session: self.warm.save_now(session, self.project, timeout=SAVE_TIMEOUT), label="save"
-            ).result(timeout=SAVE_TIMEOUT + 5)
-        except Exception as exc:  # no model, or the save is cut short: the previous saved state stays
-            log.debug("no cache saved at shutdown: %s", exc)
+        if self.warm.enabled and self.worker.status().state in ("ready", "busy", "preloading"):
+            try:
+                self.worker.submit(
+                    lambda session: self.warm.save_now(session, self.project, timeout=SAVE_TIMEOUT), label="save"
+                ).result(timeout=SAVE_TIMEOUT + 5)
+            except Exception as exc:  # the save is cut short: the previous saved state stays
+                log.debug("no cache saved at shutdown: %s", exc)
         self.warm.close()
         self.worker.stop()
         self.index.close()

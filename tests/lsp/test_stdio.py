@@ -10,6 +10,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -70,6 +71,19 @@ def test_a_session_over_pipes(tmp_path: Path) -> None:
     assert "inlineCompletionProvider" in responses[1]["result"]["capabilities"]
     assert "error" in responses[2]  # an unknown document: a JSON-RPC error, not a crash
     assert sorted(responses) == [1, 2, 3]
+
+
+def test_a_daemon_without_a_model_ends_at_once(tmp_path: Path) -> None:
+    """Shut down before any model was asked for: nothing to save, so no job waits for a model."""
+    messages = [
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"capabilities": {}, "rootUri": None}},
+        {"jsonrpc": "2.0", "id": 2, "method": "shutdown"},
+        {"jsonrpc": "2.0", "method": "exit"},
+    ]
+    t0 = time.monotonic()
+    done = subprocess.run(DAEMON, input=b"".join(map(_frame, messages)), capture_output=True, timeout=60)
+    assert done.returncode == 0 and sorted(_responses(done.stdout)) == [1, 2], done.stderr.decode()[-2000:]
+    assert time.monotonic() - t0 < 15  # the save at shutdown waited 25 s for a model that never came
 
 
 def test_garbage_before_a_message_costs_only_that_line(tmp_path: Path) -> None:

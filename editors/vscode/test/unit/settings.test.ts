@@ -5,14 +5,14 @@ import { test } from 'node:test';
 import { DAEMON_SETTINGS, daemonOptions, inlineSettings, launchSettings } from '../../src/settings';
 import { EXTENSION_DIR, configuration, contributed } from '../support/packageSettings';
 
-/** The daemon's settings table in its protocol document: name → default as written there. */
-function documentedDefaults(): Map<string, string> {
+/** The daemon's settings table in its protocol document: name → default (parsed JSON) as written there. */
+function documentedDefaults(): Map<string, unknown> {
   const protocol = readFileSync(path.join(EXTENSION_DIR, '..', '..', 'docs', 'PROTOCOL.md'), 'utf8');
-  const table = protocol.slice(protocol.indexOf('| setting | default | meaning |')).split('\n\n')[0];
+  const table = protocol.slice(protocol.indexOf('| setting | flag | default | range | meaning |')).split('\n\n')[0];
   const rows = table.split('\n').filter((line) => /^\| `\w+`/.test(line));
   return new Map(rows.map((row) => {
-    const [name, value] = row.split('|').slice(1, 3).map((cell) => cell.trim());
-    return [name.match(/`(\w+)`/)![1], value];
+    const [name, , value] = row.split('|').slice(1, 4).map((cell) => cell.trim());
+    return [name.match(/`(\w+)`/)![1], JSON.parse(value.replace(/`/g, '')) as unknown];
   }));
 }
 
@@ -22,14 +22,11 @@ test('package.json contributes every daemon setting of the protocol, with its do
   for (const [name, value] of documented) {
     const contribution = contributed[`coderag.${name}`];
     assert.ok(contribution, `coderag.${name} is contributed`);
-    const number = value.match(/^\d+/);
-    if (number !== null) {
-      assert.equal(contribution.default, Number(number[0]), name);
-    } else if (value === '`[]`') {
-      assert.deepEqual(contribution.default, [], name);
-    } else {
+    if (value === null) {
       assert.equal(name, 'modelPath');
       assert.equal(contribution.default, '', 'an empty model path stands for the default model');
+    } else {
+      assert.deepEqual(contribution.default, value, name);
     }
   }
 });

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..engine import GenerationOptions, UpdateStats, generate
+from ..engine import Generation, GenerationOptions, UpdateStats, generate
 from ..index import Retrieved
 from ..index.retrieval import CountTokens
 from ..options import Options
@@ -53,6 +53,33 @@ class Outcome:
     draft_tokens: int = 0
     accepted_tokens: int = 0
     """Generation's decode calls, and the tokens it decoded on a guess and took (`engine.generate`)."""
+
+    @classmethod
+    def of(
+        cls,
+        text: str,
+        gen: Generation,
+        stats: UpdateStats,
+        prefill_ms: float,
+        *,
+        retrieved: Retrieved | None = None,
+        left_out: int = 0,
+    ) -> Outcome:
+        """The outcome of a request whose answer `text` came from generation `gen`."""
+        return cls(
+            text,
+            gen.stop_reason,
+            stats,
+            prefill_ms,
+            gen.first_token_ms,
+            gen.total_ms,
+            len(gen.tokens),
+            retrieved,
+            left_out,
+            gen.forward_passes,
+            gen.draft_tokens,
+            gen.accepted_tokens,
+        )
 
     def as_stats(self) -> dict[str, Any]:
         out = {
@@ -147,19 +174,7 @@ def complete(session: Session, project: Project, doc: Document, window: Window, 
     if gen.stop_reason in ("max_tokens", "time", "context_full"):
         text = rule.cut_short(text)
     text = trim_suffix_overlap(text, window.suffix)
-    return Outcome(
-        text,
-        gen.stop_reason,
-        stats,
-        prefill_ms,
-        gen.first_token_ms,
-        gen.total_ms,
-        len(gen.tokens),
-        left_out=left_out,
-        forward_passes=gen.forward_passes,
-        draft_tokens=gen.draft_tokens,
-        accepted_tokens=gen.accepted_tokens,
-    )
+    return Outcome.of(text, gen, stats, prefill_ms, left_out=left_out)
 
 
 def preload(
@@ -218,16 +233,4 @@ def chat(
         cancelled=session.cancelled,
         on_text=on_text,
     )
-    return Outcome(
-        gen.text,
-        gen.stop_reason,
-        stats,
-        prefill_ms,
-        gen.first_token_ms,
-        gen.total_ms,
-        len(gen.tokens),
-        retrieved,
-        forward_passes=gen.forward_passes,
-        draft_tokens=gen.draft_tokens,
-        accepted_tokens=gen.accepted_tokens,
-    )
+    return Outcome.of(gen.text, gen, stats, prefill_ms, retrieved=retrieved)

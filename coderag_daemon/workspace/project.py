@@ -164,18 +164,24 @@ class Project:
     def segments(self, exclude: Document | None = None) -> list[list[int]]:
         """The file context for the model; changed files are tokenized here, outside the lock, so
         the event loop's edits never wait for the tokenizer."""
+        self._tokenize_pending()
+        with self.lock:
+            return self.files.segments(self._key(exclude) if exclude is not None and exclude.path else None)
+
+    def _tokenize_pending(self) -> None:
+        """Tokenize the files not tokenized yet outside the lock; what changed meanwhile is tokenized
+        under it by the caller's `FileOrder.segments`."""
         with self.lock:
             todo = self.files.pending()
         prepared = [(item, FileOrder.prepare(item)) for item in todo]
         with self.lock:
             for item, segment in prepared:
                 self.files.fill(item, segment)
-            return self.files.segments(self._key(exclude) if exclude is not None and exclude.path else None)
 
     def files_held(self, cached_prefix: Callable[[list[list[int]]], int]) -> list[tuple[str, str, int]]:
         """The leading files (path, sha256 of the text, tokens) whose segments lie within the tokens
         a cache holds of the file context; `cached_prefix` counts those tokens for the segments."""
-        self.segments()  # tokenizes what is pending, outside the lock
+        self._tokenize_pending()
         with self.lock:
             segments, digests = self.files.segments(), self.files.digests()
         end, held = len(segments[0]), []

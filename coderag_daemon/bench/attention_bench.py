@@ -23,7 +23,7 @@ from .engine_bench import source_files
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None, help="GGUF model (default: the embedded default model)")
-    parser.add_argument("--threads", type=int, default=0, help="CPU threads, 0 = all cores")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads, 0 = the free cores")
     parser.add_argument("--lengths", default="1024,4096,8192", help="context lengths in tokens (default: %(default)s)")
     parser.add_argument(
         "--tail", type=int, default=80, help="request tail reprocessed per completion (default: %(default)s)"
@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         for flash in (False, True)
     }
     print(
-        f"{model.path.name}, {caches[False].options.n_threads} threads; tail {args.tail} tokens, "
+        f"{model.path.name}, {caches[False].threads.current} threads; tail {args.tail} tokens, "
         f"{args.generate} generated, median of {args.rounds}",
         flush=True,
     )

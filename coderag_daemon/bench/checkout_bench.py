@@ -28,7 +28,7 @@ from .restart_bench import SETTLED_S, settled
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = ReplaySource()
     parser.add_argument("--model", default=None, help="GGUF model (default: the embedded default model)")
-    parser.add_argument("--threads", type=int, default=0, help="CPU threads, 0 = all cores")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads, 0 = the free cores")
     parser.add_argument("--package", default=source.package, help="pure-Python package on PyPI (default: %(default)s)")
     parser.add_argument("--old", default="4.0.0", help="the release checked out first (default: %(default)s)")
     parser.add_argument("--new", default=source.new, help="the release switched to and back (default: %(default)s)")

@@ -47,7 +47,7 @@ HOT = ["tasktrack/storage.py", "tasktrack/auth.py"]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None, help="GGUF model (default: the embedded default model)")
-    parser.add_argument("--threads", type=int, default=0, help="CPU threads, 0 = all cores")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads, 0 = the free cores")
     parser.add_argument(
         "--bursts",
         type=int,

@@ -28,7 +28,7 @@ FILES = ["tasktrack/config.py", "tasktrack/auth.py", "tasktrack/scheduler.py", "
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None, help="GGUF model (default: the embedded default model)")
     parser.add_argument("--project", type=Path, default=SAMPLE, help="project to open (default: the sample project)")
-    parser.add_argument("--threads", type=int, default=0, help="CPU threads, 0 = all cores")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads, 0 = the free cores")
 
 
 class Session:

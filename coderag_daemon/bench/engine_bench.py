@@ -26,6 +26,7 @@ from .. import default_model
 from ..engine import ContextCache, EngineOptions, GenerationOptions, Model, generate
 from ..engine.cache import common_prefix
 from ..engine.options import SwaMode
+from ..engine.threads import usable_cores
 from . import quiet
 from .workload import STDLIB, STDLIB_SOURCES
 
@@ -46,7 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=EngineOptions.checkpoint_interval,
         help="checkpoint interval (default: %(default)s)",
     )
-    parser.add_argument("--threads", type=int, default=0, help="CPU threads, 0 = all cores")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="CPU threads, 0 = the free cores (llama-cpp-python: all cores)"
+    )
     parser.add_argument(
         "--swa-mode",
         choices=("auto", "checkpoints", "full"),
@@ -208,7 +211,7 @@ def bench_model(path: Path, label: str, args: argparse.Namespace, log: Callable[
     # The exactness reference: a fresh cache with the same settings, so it decodes in the same
     # batches (on quantized sliding-window models, other batch sizes alone move logits by ~1).
     reference = ContextCache(model, opts) if ours.uses_checkpoints else plain
-    other = None if args.skip_llama_cpp_python else _LlamaCppPython(path, n_ctx, opts.n_threads)
+    other = None if args.skip_llama_cpp_python else _LlamaCppPython(path, n_ctx, opts.n_threads or usable_cores())
     if other is not None:
         other.run(_flat(segments))
     previous = segments

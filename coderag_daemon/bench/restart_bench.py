@@ -32,7 +32,7 @@ LAST_FILE = "tasktrack/auth.py"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None, help="GGUF model (default: the embedded default model)")
     parser.add_argument("--project", type=Path, default=SAMPLE, help="project whose .py files are opened")
-    parser.add_argument("--threads", type=int, default=0, help="CPU threads, 0 = all cores")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads, 0 = the free cores")
     parser.add_argument("--line", type=int, default=40, help="line of the last file the completion is asked at")
 
 

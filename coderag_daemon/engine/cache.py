@@ -44,6 +44,7 @@ from .checkpoints import Checkpoint, CheckpointStore, checkpoint_positions
 from .model import Model
 from .options import MIB, EngineOptions
 from .shape import attention_shape
+from .threads import ThreadPolicy
 
 log = logging.getLogger("coderag_daemon.engine")
 
@@ -128,6 +129,8 @@ class ContextCache:
         self.n_seq = 2 if self.strategy in ("truncate", "swa-full") else 1
         self._pinned = self.strategy == "swa-full"
         """Each sequence s is mirrored by a pin sequence s + n_seq tagging the same cells (see _ids)."""
+        self.threads = ThreadPolicy(self.options.n_threads)
+        self._threads_set = self.threads.current
         self.ctx = self._create_context(swa_full=self.strategy == "swa-full")
         self.memory = llama_cpp.llama_get_memory(self.ctx)
         self.n_ctx = llama_cpp.llama_n_ctx(self.ctx)
@@ -243,7 +246,7 @@ class ContextCache:
         params.n_ubatch = o.n_batch
         params.n_seq_max = 2 * self.n_seq if self._pinned else self.n_seq
         params.kv_unified = True  # one pool of n_ctx cells; shared prefix cells are stored once
-        params.n_threads = params.n_threads_batch = o.n_threads
+        params.n_threads = params.n_threads_batch = self.threads.current
         params.flash_attn_type = (
             llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if o.flash_attn else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
         )
@@ -538,6 +541,9 @@ class ContextCache:
                 batch.seq_id[i][j] = seq_id
             batch.logits[i] = every
         batch.logits[k - 1] = logits or every
+        if (threads := self.threads.threads()) != self._threads_set:
+            llama_cpp.llama_set_n_threads(self.ctx, threads, threads)
+            self._threads_set = threads
         rc = llama_cpp.llama_decode(self.ctx, batch)
         if rc != 0:
             # llama.cpp rolls back the failed batch itself; self.tokens still matches the memory.

@@ -5,7 +5,6 @@ module), so an engine built without them behaves as the daemon does."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Literal
 
@@ -23,7 +22,8 @@ class EngineOptions:
     n_batch: int = 512
     """Tokens per decode call; an interactive request preempts background prefill within one batch."""
     n_threads: int = default_of("threads")
-    """CPU threads for decoding; 0 = all cores."""
+    """CPU threads for decoding; 0 = the cores other programs leave free, followed as they change
+    (`engine.threads`)."""
     checkpoint_interval: int = default_of("checkpoint_interval")
     """Tokens between checkpoints (also taken at every segment boundary)."""
     checkpoint_budget_bytes: int = default_of("checkpoint_memory_mib") * MIB
@@ -43,8 +43,8 @@ class EngineOptions:
     """Seed for sampled generation."""
 
     def __post_init__(self) -> None:
-        if self.n_threads <= 0:
-            self.n_threads = os.cpu_count() or 1
+        if self.n_threads < 0:
+            raise ValueError(f"n_threads must be >= 0 (0: the free cores), got {self.n_threads}")
         for name in ("n_ctx", "n_batch", "checkpoint_interval"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive number of tokens, got {getattr(self, name)}")

@@ -17,7 +17,7 @@ LLAMA_CMAKE := -DCMAKE_C_FLAGS='$(NO_AMX)' -DCMAKE_CXX_FLAGS='$(NO_AMX)' -DLLAMA
 WHEELS      := .build/wheels/llama-cpp-python-$(LLAMA_CPP)-noamx
 JOBS        ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: setup model demo bench bench-compare test clean
+.PHONY: setup model demo bench bench-compare llama-server test clean
 
 $(VENV)/bin/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -53,8 +53,16 @@ bench: model
 bench-compare: model
 	$(VENV)/bin/coderag-daemon bench compare --plots docs/img --json .build/compare.json
 
+# llama-server from llama-cpp-python's own llama.cpp, AMX disabled (once, ~10 minutes on 2 cores): the remote
+# engine's tests run the daemon against it, and `bench compare` uses it.
+LLAMA_SERVER := .build/llama-server-$(LLAMA_CPP)-noamx/bin/llama-server
+$(LLAMA_SERVER): | $(VENV)/.installed
+	$(PY) -c 'from coderag_daemon.bench.llama_server import ServerBuild; ServerBuild().ensure()'
+
+llama-server: $(LLAMA_SERVER)
+
 # Lint and types first (seconds), then the suites.
-test: setup
+test: setup $(LLAMA_SERVER)
 	$(PY) -m ruff check coderag_daemon tests fixtures
 	$(PY) -m ruff format --check coderag_daemon tests fixtures
 	$(PY) -m mypy

@@ -14,6 +14,7 @@ from typing import Any
 
 from .engine import EngineOptions
 from .engine.options import MIB
+from .engine.remote.options import RemoteOptions
 from .prompting.prompts import PromptOptions
 from .settings import BY_ACCEPTED_NAME, BY_NAME, SETTINGS, Reload, check_setting, default_of
 
@@ -39,25 +40,38 @@ class Options:
     completion_time_budget_ms: int = _setting("completion_time_budget_ms")
     completion_wait_tokens: int = _setting("completion_wait_tokens")
     retrieval_tokens: int = _setting("retrieval_tokens")
+    completion_definition_tokens: int = _setting("completion_definition_tokens")
     ignore_globs: list[str] = _setting("ignore_globs")
     max_file_kib: int = _setting("max_file_kib")
     persist_cache: bool = _setting("persist_cache")
     persist_interval_ms: int = _setting("persist_interval_ms")
     persist_budget_mib: int = _setting("persist_budget_mib")
+    engine: str = _setting("engine")
+    engine_api_key: str = _setting("engine_api_key")
+    engine_slot: int = _setting("engine_slot")
+
+    @property
+    def remote(self) -> bool:
+        """The model runs in a server (`engine` is its URL), not in the daemon."""
+        return self.engine != "local"
 
     def engine_options(self) -> EngineOptions:
-        return EngineOptions(
+        """The local engine's options, or a remote engine's (a `RemoteOptions`) when `engine` is a URL."""
+        local = EngineOptions(
             n_ctx=self.n_ctx,
             n_threads=self.threads,
             checkpoint_interval=self.checkpoint_interval,
             checkpoint_budget_bytes=self.checkpoint_memory_mib * MIB,
         )
+        if self.remote:
+            return RemoteOptions(**vars(local), url=self.engine, api_key=self.engine_api_key, slot=self.engine_slot)
+        return local
 
     def prompt_options(self) -> PromptOptions:
         return PromptOptions.for_context(self.n_ctx, self.retrieval_tokens)
 
 
-_ANNOTATIONS = {"int": "int", "bool": "bool", "path": "str | None", "globs": "list[str]"}
+_ANNOTATIONS = {"int": "int", "bool": "bool", "path": "str | None", "globs": "list[str]", "text": "str"}
 if [(f.name, f.type) for f in fields(Options)] != [(s.name, _ANNOTATIONS[s.kind]) for s in SETTINGS]:
     raise TypeError("Options must have one field per entry of settings.SETTINGS, in its order and of its kind")
 

@@ -14,15 +14,17 @@ import enum
 import json
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pathspec import GitIgnoreSpec
 
-Kind = Literal["int", "bool", "path", "globs"]
+Kind = Literal["int", "bool", "path", "globs", "text"]
 """The kinds of value: a bounded whole number, true or false, a file path (null: the default model),
-and a list of gitignore-style patterns."""
+a list of gitignore-style patterns, and a string in the form its setting's `text_check` accepts."""
 
 
 class Reload(enum.Enum):
@@ -52,6 +54,8 @@ class Setting:
     """Further names accepted for backward compatibility."""
     flag: str | None = None
     """The command line flag, when it is not --kebab-name."""
+    text_check: Callable[[str], str | None] | None = None
+    """Of a "text" setting: why a string is not acceptable, or None."""
 
     @property
     def camel_name(self) -> str:
@@ -86,11 +90,31 @@ class Setting:
             return None
         if self.kind == "bool":
             return None if isinstance(value, bool) else f"must be true or false, got {value!r}"
+        if self.kind == "text":
+            if not isinstance(value, str):
+                return f"must be a string, got {value!r}"
+            return self.text_check(value) if self.text_check is not None else None
         if not isinstance(value, int) or isinstance(value, bool):
             return f"must be a whole number, got {value!r}"
         assert self.bounds is not None
         low, high = self.bounds
         return None if low <= value <= high else f"must be between {low} and {high}, got {value}"
+
+
+def check_engine(value: str) -> str | None:
+    """Why `value` is neither "local" nor an http(s) URL, or None."""
+    parts = urlsplit(value)
+    if value == "local" or (parts.scheme in ("http", "https") and parts.netloc):
+        return None
+    return f'must be "local" or an http(s):// URL of an engine server, got {value!r}'
+
+
+def check_api_key_source(value: str) -> str | None:
+    """Why `value` is not "env:NAME" or "file:PATH", or None."""
+    kind, colon, where = value.partition(":")
+    if kind not in ("env", "file") or not colon or not where.strip():
+        return f'must be "env:NAME" or "file:PATH", got {value!r}'
+    return None
 
 
 _ENGINE = frozenset({Reload.ENGINE})
@@ -111,7 +135,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "n_ctx", "int", 12288, "Context window in tokens (files + request + answer).", (512, 131072), _ENGINE | _PROJECT
     ),
-    Setting("threads", "int", 0, "CPU threads for the model; 0 = all cores.", (0, 256), _ENGINE),
+    Setting(
+        "threads",
+        "int",
+        0,
+        "CPU threads for the model; 0 = the cores other programs leave free, followed as that changes.",
+        (0, 256),
+        _ENGINE,
+    ),
     Setting(
         "checkpoint_interval",
         "int",
@@ -176,6 +207,15 @@ SETTINGS: tuple[Setting, ...] = (
         _PROJECT,
     ),
     Setting(
+        "completion_definition_tokens",
+        "int",
+        0,
+        "Tokens of definitions (signatures and first docstring lines) of the names used above the cursor, "
+        "found in the workspace index outside the file context, put into an inline completion request "
+        "(after the cached context); 0 turns them off.",
+        (0, 4096),
+    ),
+    Setting(
         "ignore_globs",
         "globs",
         (),
@@ -216,6 +256,36 @@ SETTINGS: tuple[Setting, ...] = (
         "beyond it the least recently used workspace's go first.",
         (64, 1048576),
         editor_name="persistBudgetMiB",
+    ),
+    Setting(
+        "engine",
+        "text",
+        "local",
+        '"local": the model runs in the daemon. A URL: the model runs in that server, llama-server '
+        "(http(s)://host:port) or an OpenAI-compatible one (a URL ending in /v1); the model setting then names "
+        "a local copy of the server's GGUF file, whose vocabulary lays out the prompts (docs/REMOTE.md). The "
+        "daemon sends the files of its context to that server.",
+        reloads=_ENGINE,
+        flag="--engine-url",
+        text_check=check_engine,
+    ),
+    Setting(
+        "engine_api_key",
+        "text",
+        "env:CODERAG_ENGINE_API_KEY",
+        'Where the remote engine\'s API key is: "env:NAME" (an environment variable; unset, no key is sent) '
+        'or "file:PATH" (its first line). The key itself is never a setting and never logged.',
+        reloads=_ENGINE,
+        text_check=check_api_key_source,
+    ),
+    Setting(
+        "engine_slot",
+        "int",
+        0,
+        "The llama-server slot (id_slot) of this daemon: daemons sharing a server each take their own, so "
+        "none evicts another's cached prefix (start the server with -np at least their number).",
+        (0, 255),
+        _ENGINE,
     ),
 )
 """In the order of the flags, the protocol's table and the editors' settings. A list default is a

@@ -3,7 +3,8 @@ same model, same machine, one run.
 
 Sides: (a) coderag-daemon over LSP as an editor drives it; (b) llama-server driven as llama.vscode
 drives it, once with its default settings and once with its best settings for the model; (c)
-llama-cpp-python's `Llama` with its own prefix reuse. Workloads: `mid-edit` (a line typed in the
+llama-cpp-python's `Llama` with its own prefix reuse; on request (`--sides ...,ours-remote`), (d)
+coderag-daemon whose engine is llama-server with (b)'s best build and flags. Workloads: `mid-edit` (a line typed in the
 middle file of ~8K tokens of real source, then one near the end) and `replay` (a real package's
 change between two releases typed line by line, a completion after each line, a few questions).
 Per side: tokens reprocessed, latency p50/p95, background work, peak RSS, checkpoint memory; and the
@@ -28,10 +29,22 @@ from . import quiet
 from .llama_server import DEFAULT_SETTINGS, ServerBuild, best_settings
 from .plots import plot_session
 from .replay import ReplaySource, replay_session
-from .sides import DaemonSide, LlamaCppPythonSide, RunOptions, ServerSide, Side, SideResult, replay, tokenizer_layout
+from .sides import (
+    DaemonSide,
+    LlamaCppPythonSide,
+    RemoteDaemonSide,
+    RunOptions,
+    ServerSide,
+    Side,
+    SideResult,
+    replay,
+    tokenizer_layout,
+)
 from .workload import Workload, mid_edit
 
-SIDES = ("ours", "server-default", "server-best", "llama-cpp-python")
+SIDES = ("ours", "server-default", "server-best", "llama-cpp-python", "ours-remote")
+DEFAULT_SIDES = SIDES[:4]
+"""`ours-remote`, coderag-daemon over llama-server (the best settings' build and flags), on request."""
 FULL_MODELS = "default,gemma3-270m,tiny-recurrent"
 TINY_MODELS = "tiny-dense,tiny-swa,tiny-recurrent"
 
@@ -47,7 +60,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--workloads", default="mid-edit,replay", help="comma-separated: mid-edit, replay (default: %(default)s)"
     )
     parser.add_argument(
-        "--sides", default=",".join(SIDES), help=f"comma-separated subset of {', '.join(SIDES)} (default: all)"
+        "--sides",
+        default=",".join(DEFAULT_SIDES),
+        help=f"comma-separated subset of {', '.join(SIDES)} (default: %(default)s)",
     )
     parser.add_argument(
         "--tiny", action="store_true", help=f"tiny random-weight models ({TINY_MODELS}) and --quick sizes: a smoke run"
@@ -132,6 +147,9 @@ async def _compare(
                 )
         if "llama-cpp-python" in wanted:
             sides.append(LlamaCppPythonSide(path, layout, options))
+        if "ours-remote" in wanted:
+            log = logs / f"{label}-{workload.name}-ours-remote.log"
+            sides.append(RemoteDaemonSide(server, path, options, best_settings(tokenizer.kind), log))
         check = "mid edit" if workload.name == "mid-edit" else None
         return [await replay(side, workload, label, check) for side in sides]
     finally:
@@ -210,7 +228,7 @@ def run(args: argparse.Namespace) -> int:
     args.threads = args.threads or os.cpu_count() or 1
     build = ServerBuild()
     server = build.binary
-    if args.build_server or "server-" in args.sides:
+    if args.build_server or "server-" in args.sides or "ours-remote" in args.sides:
         server = build.ensure(_log)
         _log(
             f"llama-server: {server} (llama.cpp {build.info['llama_cpp_commit']}, "

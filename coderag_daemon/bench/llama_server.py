@@ -150,9 +150,19 @@ class LlamaServer:
     """A llama-server process with one slot on a free local port, and its HTTP API."""
 
     def __init__(
-        self, binary: Path, model: Path, n_ctx: int, threads: int, settings: ServerSettings, log: Path
+        self,
+        binary: Path,
+        model: Path,
+        n_ctx: int,
+        threads: int,
+        settings: ServerSettings,
+        log: Path,
+        port: int | None = None,
+        trace: bool = True,
     ) -> None:
-        self.port = _free_port()
+        """`port`: a given one (a server started again where it was), else a free one. `trace` logs
+        every checkpoint the server makes (`checkpoint_bytes` reads them), at a cost in log size."""
+        self.port = port or _free_port()
         self.settings = settings
         self.log_path = log
         command = [
@@ -172,8 +182,7 @@ class LlamaServer:
             "-tb",
             str(threads),
             "--no-webui",
-            "-lv",
-            "4",  # trace level: the log then names each checkpoint it creates
+            *(("-lv", "4") if trace else ()),  # trace level: the log then names each checkpoint it creates
             *settings.flags,
         ]
         self._log = log.open("w")
@@ -192,6 +201,10 @@ class LlamaServer:
                 pass
             time.sleep(0.2)
         raise TimeoutError(f"llama-server did not become ready; see {self.log_path}")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
     def _get(self, path: str) -> dict[str, Any]:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:

@@ -1,6 +1,7 @@
 """The compared sides, each replaying a `Workload` the way its users drive it.
 
 - `DaemonSide`: coderag-daemon over LSP on stdio, exactly as an editor talks to it.
+- `RemoteDaemonSide`: the same, with llama-server as its engine (`--engine-url`).
 - `ServerSide`: llama-server, one slot, `cache_prompt`, requests shaped as llama.vscode shapes them
   (`/infill` with the other files as `input_extra`; models without FIM tokens get the same files in
   the same order as a token prompt on `/completion`; chat on `/v1/chat/completions`).
@@ -86,6 +87,8 @@ class DaemonSide:
         self.session = Session()
         self.work = Path(tempfile.mkdtemp(prefix="coderag-compare-"))
         self.uris: dict[str, str] = {}
+        self.flags: tuple[str, ...] = ()
+        """More of the daemon's flags."""
 
     async def start(self, workload: Workload) -> None:
         workload.write(self.work)
@@ -111,6 +114,7 @@ class DaemonSide:
             str(o.chat_tokens),
             "--completion-wait-tokens",
             "131072",
+            *self.flags,
         )
         await self.session.client.initialize_async(
             types.InitializeParams(
@@ -186,6 +190,36 @@ class DaemonSide:
         result.peak_rss = peak_rss(s.client._server.pid)
         await s.close()
         shutil.rmtree(self.work, ignore_errors=True)
+
+
+class RemoteDaemonSide(DaemonSide):
+    """coderag-daemon whose engine is llama-server (the same build and flags as the llama.vscode-shaped
+    side beside it): the daemon's context order and preloading, the server's prefix cache. Its
+    figures are the server's `timings`; its memory, the daemon's and the server's peaks together."""
+
+    name = "coderag-daemon over llama-server"
+
+    def __init__(self, binary: Path, model: Path, options: RunOptions, settings: ServerSettings, log: Path) -> None:
+        super().__init__(model, options)
+        self.binary, self.settings, self.log = binary, settings, log
+        self.server: LlamaServer | None = None
+
+    async def start(self, workload: Workload) -> None:
+        o = self.options
+        self.server = await asyncio.to_thread(
+            LlamaServer, self.binary, self.model, o.n_ctx, o.threads, self.settings, self.log
+        )
+        self.flags = ("--engine-url", self.server.url)
+        await super().start(workload)
+
+    async def finish(self, result: SideResult) -> None:
+        try:
+            await super().finish(result)
+        finally:
+            assert self.server is not None
+            result.peak_rss += self.server.peak_rss()
+            result.checkpoint_bytes = self.server.checkpoint_bytes()
+            self.server.close()
 
 
 class _FixedOrderClient:
@@ -322,7 +356,7 @@ class LlamaCppPythonSide(_FixedOrderClient):
         self.process.wait()
 
 
-Side = DaemonSide | ServerSide | LlamaCppPythonSide
+Side = DaemonSide | RemoteDaemonSide | ServerSide | LlamaCppPythonSide
 
 
 async def replay(side: Side, workload: Workload, model_label: str, check_exact: str | None = None) -> SideResult:

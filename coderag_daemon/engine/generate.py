@@ -17,11 +17,14 @@ import codecs
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import numpy as np
 
 from .cache import ContextCache, ContextOverflowError
+
+if TYPE_CHECKING:
+    from .remote.cache import RemoteContext
 
 StopReason = Literal["eog", "stop", "predicate", "max_tokens", "cancelled", "time", "context_full"]
 
@@ -96,8 +99,72 @@ def _held_back(text: str, stops: tuple[str, ...]) -> int:
     return longest
 
 
+class GeneratedText:
+    """Generated tokens made text, and the checks that end a generation on what it says: the end of
+    generation, a stop token or string, the caller's predicate. Text is handed to `on_text` once it
+    is final (not part of a UTF-8 character or of a possible stop string still being written). The
+    local sampling loop and the remote engine feed it the same way, so both end where the other would."""
+
+    def __init__(
+        self,
+        model: Tokens,
+        options: GenerationOptions,
+        on_text: Callable[[str], None] | None = None,
+        should_stop: Callable[[str], int | None] | None = None,
+    ) -> None:
+        self._model, self._options, self._on_text, self._should_stop = model, options, on_text, should_stop
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self._longest_stop = max((len(s) for s in options.stop), default=0)
+        self.tokens: list[int] = []
+        self.text = ""
+        self.written = b""
+        self._emitted = 0
+
+    def add(self, token: int) -> StopReason | None:
+        """Take one generated token; the reason to stop before or after it, or None to go on."""
+        if self._model.is_end_of_generation(token) or token in self._options.stop_tokens:
+            return "eog"
+        self.tokens.append(token)
+        return self.add_bytes(self._model.token_bytes(token))
+
+    def add_bytes(self, piece: bytes) -> StopReason | None:
+        """Take generated text whose tokens are not known (a server that answers in text)."""
+        self.written += piece
+        self.text += self._decoder.decode(piece)
+        stops = self._options.stop
+        cut = _first_stop(self.text, stops, max(0, self._emitted - self._longest_stop))
+        if cut is not None:
+            self.text = self.text[:cut]
+            return "stop"
+        if self._should_stop is not None and (keep := self._should_stop(self.text)) is not None:
+            self.text = self.text[: max(keep, self._emitted)]  # streamed text stays sent
+            return "predicate"
+        final = len(self.text) - _held_back(self.text, stops)
+        if self._on_text is not None and final > self._emitted:
+            self._on_text(self.text[self._emitted : final])
+            self._emitted = final
+        return None
+
+    def finish(self, reason: StopReason) -> str:
+        """The generation ended for `reason`: the text held back goes out; the whole text."""
+        if reason not in ("stop", "predicate"):
+            self.text += self._decoder.decode(b"", final=True)
+        if self._on_text is not None and len(self.text) > self._emitted:
+            self._on_text(self.text[self._emitted :])
+            self._emitted = len(self.text)
+        return self.text
+
+
+class Tokens(Protocol):
+    """What generated text needs of a model: `Model`, or its vocabulary alone."""
+
+    def is_end_of_generation(self, token: int) -> bool: ...
+
+    def token_bytes(self, token: int) -> bytes: ...
+
+
 def generate(
-    cache: ContextCache,
+    cache: ContextCache | RemoteContext,
     options: GenerationOptions,
     *,
     cancelled: Callable[[], bool] | None = None,
@@ -108,15 +175,16 @@ def generate(
     """Generate after the cache's last token. `should_stop(text)` may end it early by returning the
     length of text to keep (used for 'end of block' in completions). `constrain(bytes so far)` may
     name the only token ids allowed next (a completion's first tokens must retype the end of the
-    prompt's text that was left out of it)."""
-    model = cache.model
+    prompt's text that was left out of it). A remote engine's context generates on its server."""
+    if not isinstance(cache, ContextCache):
+        return cache.generate(
+            options, cancelled=cancelled, on_text=on_text, should_stop=should_stop, constrain=constrain
+        )
     rng = np.random.default_rng(options.seed)
-    decoder = codecs.getincrementaldecoder("utf-8")("replace")
     t0 = time.perf_counter()
     deadline = t0 + options.time_budget_s if options.time_budget_s is not None else None
     logits = cache.logits()
-    tokens: list[int] = []
-    text, emitted, written = "", 0, b""
+    out = GeneratedText(cache.model, options, on_text, should_stop)
     first_ms: float | None = None
     reason: StopReason = "max_tokens"
     speculative = options.speculative and options.temperature <= 0 and options.draft_max > 0 and cache.can_cut_back
@@ -129,28 +197,13 @@ def generate(
         if cancelled is not None and cancelled():
             reason = "cancelled"
             break
-        allowed = constrain(written) if constrain is not None else None
+        allowed = constrain(out.written) if constrain is not None else None
         token = pick_token(logits if allowed is None else _only(logits, allowed), options, rng)
         if first_ms is None:
             first_ms = (time.perf_counter() - t0) * 1000
-        if model.is_end_of_generation(token) or token in options.stop_tokens:
-            reason = "eog"
+        if (stop := out.add(token)) is not None:
+            reason = stop
             break
-        tokens.append(token)
-        piece = model.token_bytes(token)
-        written += piece
-        text += decoder.decode(piece)
-        cut = _first_stop(text, options.stop, max(0, emitted - max((len(s) for s in options.stop), default=0)))
-        if cut is not None:
-            text, reason = text[:cut], "stop"
-            break
-        if should_stop is not None and (keep := should_stop(text)) is not None:
-            text, reason = text[: max(keep, emitted)], "predicate"  # streamed text stays sent
-            break
-        final = len(text) - _held_back(text, options.stop)
-        if on_text is not None and final > emitted:
-            on_text(text[emitted:final])
-            emitted = final
         if deadline is not None and time.perf_counter() > deadline:
             reason = "time"
             break
@@ -166,7 +219,7 @@ def generate(
         guess: list[int] = []
         if lookup is not None:
             free = min(cache.n_ctx - cache.cells_used, cache.options.n_batch) - 1  # beside `token`
-            guess = lookup.draft(min(options.draft_max, options.max_tokens - len(tokens), free))
+            guess = lookup.draft(min(options.draft_max, options.max_tokens - len(out.tokens), free))
         try:
             batch = cache.append_many([token, *guess]) if guess else cache.append(token)[None]
         except ContextOverflowError:
@@ -177,11 +230,8 @@ def generate(
         logits, rows, draft = batch[0], batch[1:], guess
     if draft:  # decoded past where the generation stopped
         cache.cut_back(len(cache.tokens) - len(draft), logits)
-    if reason not in ("stop", "predicate"):
-        text += decoder.decode(b"", final=True)
-    if on_text is not None and len(text) > emitted:
-        on_text(text[emitted:])
-    return Generation(text, tokens, reason, first_ms, (time.perf_counter() - t0) * 1000, passes, drafted, accepted)
+    text = out.finish(reason)
+    return Generation(text, out.tokens, reason, first_ms, (time.perf_counter() - t0) * 1000, passes, drafted, accepted)
 
 
 class _Lookup:

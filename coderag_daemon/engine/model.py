@@ -102,9 +102,12 @@ class SpecialTokens:
 
 
 class Model:
-    """A loaded GGUF model: weights, vocabulary, metadata. Contexts are created by the cache."""
+    """A loaded GGUF model: weights, vocabulary, metadata. Contexts are created by the cache.
 
-    def __init__(self, path: str | Path) -> None:
+    With `vocab_only`, the vocabulary and metadata alone (no weights, milliseconds to load): what a
+    remote engine needs to lay prompts out as the server's model reads them."""
+
+    def __init__(self, path: str | Path, *, vocab_only: bool = False) -> None:
         self.ptr = None
         self.path = Path(path).expanduser().resolve()
         reader = check_gguf(self.path)
@@ -113,7 +116,8 @@ class Model:
         _init_backend()
         params = llama_cpp.llama_model_default_params()
         params.n_gpu_layers = 0
-        if amx_compiled():
+        params.vocab_only = vocab_only
+        if amx_compiled() and not vocab_only:
             # Weight repacking routes quantized matmuls through the AMX kernels; skip it.
             log.warning("llama.cpp was built with AMX kernels; loading without extra buffer types to avoid them")
             params.use_extra_bufts = False
@@ -152,8 +156,9 @@ class Model:
         self.chat_template: str | None = self.metadata.get("tokenizer.chat_template")
         self.name = self.metadata.get("general.name") or self.path.stem
         log.info(
-            "loaded %s (%s, kind %s, n_swa %d, vocab %d)",
+            "loaded %s%s (%s, kind %s, n_swa %d, vocab %d)",
             self.path.name,
+            " (vocabulary only)" if vocab_only else "",
             self.arch,
             self.kind,
             self.n_swa,

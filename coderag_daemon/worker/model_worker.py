@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import logging
 import os
 import sys
@@ -28,7 +29,9 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 
-from ..engine import ContextCache, EngineOptions, Model, UpdateStats
+from ..engine import Context, ContextCache, EngineOptions, Model, UpdateStats
+from ..engine.remote import RemoteContext, RemoteOptions, RemoteUnavailable, connect
+from ..engine.remote.health import HealthWatch
 
 log = logging.getLogger("coderag_daemon.worker")
 
@@ -79,7 +82,7 @@ class Session:
     """What a job sees: the engine, and the two ways it can be told to stop."""
 
     model: Model
-    cache: ContextCache
+    cache: Context
     job: Job
     others_waiting: Callable[[], bool]
     report: Callable[[UpdateStats], None]
@@ -180,7 +183,7 @@ class ModelWorker:
         self._quiet_since = time.monotonic()
         """When the last interactive job or load ended (worker thread only)."""
         self._model: Model | None = None
-        self._cache: ContextCache | None = None
+        self._cache: Context | None = None
         self._status = Status("loading")
         self._on_status = on_status
         self._on_loaded = on_loaded
@@ -308,6 +311,10 @@ class ModelWorker:
         self._set_status(state="stopped")
 
     def _load(self, model_path: str, options: EngineOptions) -> None:
+        """Load the model and make its context: in-process, or, with `RemoteOptions`, its vocabulary
+        alone and a connection to the engine server. A remote engine's health is then watched: the
+        status says when the server is down and when it is back; a server that cannot be reached at
+        load is waited for, and loaded from once it answers."""
         self._close_model()
         self._set_status(
             state="loading",
@@ -319,17 +326,47 @@ class ModelWorker:
             restored=None,
         )
         try:
-            model = Model(model_path)
-            cache = ContextCache(model, options)
+            if isinstance(options, RemoteOptions):
+                model = Model(model_path, vocab_only=True)
+                cache: Context = connect(model, options)
+            else:
+                model = Model(model_path)
+                cache = ContextCache(model, options)
             self._on_loaded(model)
         except Exception as exc:  # any failure leaves the daemon up, answering with this error
             log.error("cannot load model %s: %s", model_path, exc)
             self._set_status(state="error", error=str(exc))
             self._no_longer_expecting()
+            if isinstance(exc, RemoteUnavailable) and isinstance(options, RemoteOptions):
+
+                def load_when_back(error: str | None) -> None:
+                    if error is None:
+                        self.load(model_path, options)
+
+                HealthWatch(options, on_health=load_when_back, done=self._replaced, down=str(exc))
             return
         self._model, self._cache = model, cache
         self._no_longer_expecting()
         self._set_status(state="ready", n_ctx=cache.n_ctx, strategy=cache.strategy)
+        if isinstance(cache, RemoteContext):
+            HealthWatch(
+                cache.options, on_health=functools.partial(self._engine_health, cache), done=lambda: cache.closed
+            )
+
+    def _replaced(self) -> bool:
+        """A model is in, another load was asked for, or the worker stops: a wait for a server ends."""
+        with self._cond:
+            return self._model is not None or self._load_request is not None or self._stopping
+
+    def _engine_health(self, cache: RemoteContext, error: str | None) -> None:
+        """From the health watch, every poll: while the engine server is down the status says so (a
+        job that failed meanwhile set it back to ready); once it answers again, it is ready."""
+        status = self.status()
+        if error is not None and (status.state, status.error) != ("error", error):
+            self._set_status(state="error", error=error)
+        elif error is None and status.state == "error":
+            cache.server_restarted()
+            self._set_status(state="ready", error=None, tokens_cached=0)
 
     def _no_longer_expecting(self) -> None:
         """The model is in, or the error is in the status: jobs waiting for the model go on."""

@@ -14,6 +14,9 @@ A saved state's metadata lists its files in order with their contents' sha256 an
 order of the first saved state is where the files opened again go (`FileOrder.prefer`), whatever
 order the editor opens them in. Nothing here fails a job: a state that cannot be read or used is
 logged and the cache starts cold; a directory that cannot be written turns saving off, said once.
+
+A remote engine's cache lives in its server's slot, which the daemon cannot copy: with one, nothing
+is saved or loaded (`_persists`), whatever the settings say.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..engine import EngineError
+from ..engine import ContextCache, EngineError
 from ..engine.snapshot import model_digest, snapshot_key
 from ..persistence.state_file import SavedState, StateFileError
 from ..persistence.state_store import PersistenceUnavailable, StateStore, workspace_roots
@@ -145,7 +148,7 @@ class WarmCache:
         if id(session.cache) == self._cache_id:
             return
         self._cache_id, self._cache_files, self._saved_files, self._saved_tokens = id(session.cache), [], [], None
-        if not self.enabled or not self._roots:
+        if not self._persists(session):
             return
         try:
             current = project.file_digests()
@@ -163,7 +166,7 @@ class WarmCache:
         """The context's files changed while running (a branch switch): when a saved state matches
         them by more than `SWITCH_GAIN_TOKENS` beyond the `cached` tokens the cache keeps, save the
         cache if it holds unsaved work (so switching back finds it) and load that state."""
-        if not self.enabled or not self._roots:
+        if not self._persists(session):
             return
         current = project.file_digests()
         if matching_tokens(self._cache_files, current) + SWITCH_GAIN_TOKENS > sum(t for *_, t in current):
@@ -179,10 +182,11 @@ class WarmCache:
         """A preload reached its target: the cache holds the files as they are now (up to the one
         being completed, whose window the request tail shows instead). Saved when the interval has
         passed and it changed, unless a request is waiting."""
+        if not isinstance(session.cache, ContextCache):
+            return
         self._cache_files = self._held(session, project)
         if (
-            self.enabled
-            and self._roots
+            self._persists(session)
             and time.monotonic() - self._last_save >= self.interval_s
             and not session.others_waiting()
         ):
@@ -190,7 +194,7 @@ class WarmCache:
 
     def save_now(self, session: Session, project: Project, timeout: float) -> None:
         """At shutdown: save what the cache holds if it changed, and wait for the disk (at most `timeout` s)."""
-        if self.enabled and self._roots and self._cache_id == id(session.cache):
+        if self._persists(session) and self._cache_id == id(session.cache):
             self._save(session, project, self._held(session, project))
         self._writer.flush(timeout)
 
@@ -200,7 +204,12 @@ class WarmCache:
 
     # --- internals ---------------------------------------------------------------------------------
 
+    def _persists(self, session: Session) -> bool:
+        """Saving is on, there is a workspace, and the cache is one this process holds (not a server's)."""
+        return self.enabled and bool(self._roots) and isinstance(session.cache, ContextCache)
+
     def _candidates(self, session: Session) -> list[SavedState]:
+        assert isinstance(session.cache, ContextCache)  # `_persists`
         try:
             return self.store.candidates([Path(r) for r in self._roots], snapshot_key(session.cache))
         except OSError as exc:
@@ -246,6 +255,7 @@ class WarmCache:
         time, or only some of the files the last save held (a completion's tail in the place of the
         file being edited: the save after the preload was the better one)."""
         cache = session.cache
+        assert isinstance(cache, ContextCache)  # `_persists`
         fingerprint = hash(tuple(cache.tokens))
         if not files or fingerprint == self._saved_tokens or _fewer(files, self._saved_files):
             return

@@ -73,7 +73,7 @@ reloads it."
             (choice (const :tag "Default model" nil) file))
            ((const :tag "Context window in tokens" :nCtx)
             (integer :value 12288))
-           ((const :tag "CPU threads (0: all)" :threads) (integer :value 0))
+           ((const :tag "CPU threads (0: the free cores)" :threads) (integer :value 0))
            ((const :tag "Tokens between checkpoints" :checkpointInterval)
             (integer :value 512))
            ((const :tag "Checkpoint memory (MiB)" :checkpointMemoryMiB)
@@ -95,6 +95,9 @@ reloads it."
            ((const :tag "Retrieved code in a chat request (tokens)"
                    :retrievalTokens)
             (integer :value 768))
+           ((const :tag "Definitions in a completion request (tokens)"
+                   :completionDefinitionTokens)
+            (integer :value 0))
            ((const :tag "Extra ignore globs" :ignoreGlobs) (repeat string))
            ((const :tag "Largest file (KiB)" :maxFileKiB) (integer :value 512))
            ((const :tag "Save the cache for the next start" :persistCache)
@@ -102,7 +105,13 @@ reloads it."
            ((const :tag "Least time between saves (ms)" :persistIntervalMs)
             (integer :value 60000))
            ((const :tag "Disk space for saved caches (MiB)" :persistBudgetMiB)
-            (integer :value 2048))))
+            (integer :value 2048))
+           ((const :tag "Engine: local, or an engine server's URL" :engine)
+            (string :value "local"))
+           ((const :tag "Where the engine server's API key is" :engineApiKey)
+            (string :value "env:CODERAG_ENGINE_API_KEY"))
+           ((const :tag "The engine server's slot of this daemon" :engineSlot)
+            (integer :value 0))))
   :set #'coderag--settings-changed)
 
 (defcustom coderag-request-timeout 30

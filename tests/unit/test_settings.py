@@ -146,11 +146,15 @@ def test_flags_keep_their_names_and_check_values() -> None:
         "--completion-time-budget-ms",
         "--completion-wait-tokens",
         "--retrieval-tokens",
+        "--completion-definition-tokens",
         "--ignore",
         "--max-file-kib",
         "--persist-cache",
         "--persist-interval-ms",
         "--persist-budget-mib",
+        "--engine-url",
+        "--engine-api-key",
+        "--engine-slot",
     ]
     args = parser.parse_args(["--model", "m.gguf", "--threads", "2", "--ignore", "*.log", "--ignore", "out/"])
     assert Options(**{s.name: getattr(args, s.name) for s in SETTINGS}) == Options(
@@ -188,7 +192,7 @@ def test_the_table_is_printed(capsys: pytest.CaptureFixture[str]) -> None:
 
 # --- VS Code -------------------------------------------------------------------------------------
 
-_JSON_TYPE = {"int": "integer", "bool": "boolean", "path": "string", "globs": "array"}
+_JSON_TYPE = {"int": "integer", "bool": "boolean", "path": "string", "globs": "array", "text": "string"}
 
 
 def test_vscode_settings_match_the_table() -> None:
@@ -266,6 +270,8 @@ def _emacs_kind_and_default(widget: Any) -> tuple[str, Any]:
             return "globs", []
         case ["choice", ["const", *_, "nil"], "file"]:
             return "path", None
+        case ["string", ":value", str(default)]:
+            return "text", default
     raise AssertionError(f"unexpected value type {widget!r}")
 
 

@@ -30,11 +30,15 @@ export const DAEMON_SETTINGS = [
   'completionTimeBudgetMs',
   'completionWaitTokens',
   'retrievalTokens',
+  'completionDefinitionTokens',
   'ignoreGlobs',
   'maxFileKiB',
   'persistCache',
   'persistIntervalMs',
   'persistBudgetMiB',
+  'engine',
+  'engineApiKey',
+  'engineSlot',
 ] as const;
 
 export type DaemonOptions = Partial<Record<(typeof DAEMON_SETTINGS)[number], unknown>>;

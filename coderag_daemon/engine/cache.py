@@ -102,11 +102,14 @@ class _Sequence:
     loaded: bool = False
     """Holds tokens from `load_state` and was not updated since: the next update that keeps some of
     them says so (restore kind "disk")."""
+    ends: list[int] = field(default_factory=list)
+    """Where the segments of the last update's target end."""
 
     def forget(self) -> None:
         self.tokens.clear()
         self.logits = self.target_logits = None
         self.loaded = False
+        self.ends = []
 
 
 def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
@@ -174,6 +177,12 @@ class ContextCache:
         if n == 0 or (p == n and self._holds_target(s, n)):
             return n
         return max(self._shareable(s, target, n - 1), self._keepable(s, min(p, n - 1)))
+
+    def segment_ends(self, seq: int) -> list[int]:
+        """Where the segments of the last update to sequence `seq` end, of those it still holds whole:
+        a caller can take up the same context again (a completion keeps to the files it was given)."""
+        s = self._sequence(seq)
+        return [e for e in s.ends if e <= len(s.tokens)]
 
     @property
     def cells_used(self) -> int:
@@ -309,6 +318,7 @@ class ContextCache:
         s = self._seq
         from_disk, s.loaded = s.loaded, False
         stats = self._update(target, boundaries, interrupt, progress)
+        s.ends = boundaries
         if from_disk and stats.restored_from > 0:
             stats.restore_kind = "disk"
         return stats

@@ -9,7 +9,10 @@ import logging
 import threading
 from typing import TYPE_CHECKING
 
+from ..index.retrieval import CountTokens
+from ..prompting import definitions
 from ..prompting.completion import TypeThroughCache, Window, WindowStarts
+from ..prompting.definitions import names_used
 from ..worker import jobs
 from . import params
 
@@ -42,7 +45,14 @@ class InlineCompletions:
         if ls.worker.preload_pending():
             ls.schedule_preload()  # waiting or under way: aimed at this completion now, not at the old guess
         outcome: jobs.Outcome = await ls.run(
-            functools.partial(jobs.complete, project=ls.project, doc=doc, window=window, options=ls.options),
+            functools.partial(
+                jobs.complete,
+                project=ls.project,
+                doc=doc,
+                window=window,
+                options=ls.options,
+                definitions=self.definitions(doc, window),
+            ),
             label="completion",
             cancel=self._supersede(uri),
         )
@@ -53,6 +63,23 @@ class InlineCompletions:
         ls.worker.report_request({"kind": "completion", **outcome.as_stats()})
         log.info("completion: %s", outcome.as_stats())
         return outcome.text
+
+    def definitions(self, doc: Document, window: Window) -> jobs.Definitions:
+        """Signatures of the names used above the cursor, from the workspace index, leaving out the
+        files of the file context and the definitions the window shows (the model sees those)."""
+        names = names_used(window)
+        index, shown = self.ls.index, self.ls.project.context_paths() - {str(doc.path)}
+        lines = range(window.first_line, window.first_line + window.prefix.count("\n") + window.suffix.count("\n") + 1)
+
+        def in_window(d: definitions.Definition) -> bool:
+            return d.path == doc.path and d.line in lines
+
+        def found(count_tokens: CountTokens, budget: int) -> str:  # on the worker thread, as chat's retrieval
+            return definitions.definitions(
+                names, lambda name: index.search(name, k=8, exclude_paths=shown), count_tokens, budget, in_window
+            )
+
+        return found
 
     def _supersede(self, uri: str) -> threading.Event:
         """Cancel the document's completion under way; the event that cancels the new one."""

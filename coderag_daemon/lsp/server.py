@@ -97,7 +97,8 @@ class CoderagServer(LanguageServer):
         """On the worker thread, once a model is in: lay the context out for its vocabulary, and
         warm the cache with the files already open."""
         self.project.set_layout(detect_layout(model, self.options.prompt_options()))
-        self.warm.model_loaded(model.path)
+        if not self.options.remote:  # a remote engine's cache is its server's: nothing to save or load
+            self.warm.model_loaded(model.path)
         self.call_soon(self.schedule_preload)
 
     # --- talking to the client from any thread --------------------------------------------------
@@ -154,7 +155,8 @@ class CoderagServer(LanguageServer):
         target: Callable[[], list[list[int]]]
         if cursor is not None and doc is not None:
             window = self.completions.window_at(cursor.uri, doc, cursor.offset)
-            target = functools.partial(jobs.completion_target, self.project, doc, window)
+            definitions = self.completions.definitions(doc, window)
+            target = functools.partial(jobs.completion_target, self.project, doc, window, self.options, definitions)
         elif self.project.context_paths():
             target = self.project.segments
         else:

@@ -49,6 +49,9 @@ SYSTEM_PROMPT = (
     "use them to answer. Be concise and show code where it helps."
 )
 
+DEFINITIONS_PATH = "_signatures.pyi"
+"""The stub file a completion's tail shows the definitions of the names near the cursor in."""
+
 # Tokens of a request tail besides its budgeted text: control tokens, the path, the system prompt,
 # the chat template's markup of each turn.
 _TAIL_MARKUP = 256
@@ -189,22 +192,25 @@ class PromptLayout:
 
     # --- request tails ------------------------------------------------------------------------
 
-    def completion_tail(self, path: str, prefix: str, suffix: str) -> list[int]:
-        """The request for a completion at the cursor between `prefix` and `suffix` in `path`.
+    def completion_tail(self, path: str, prefix: str, suffix: str, definitions: str = "") -> list[int]:
+        """The request for a completion at the cursor between `prefix` and `suffix` in `path`, after
+        `definitions` (signatures of names used near the cursor, prompting/definitions.py) shown as a
+        stub file of their own.
 
         Both are cut to their token budgets at line boundaries, keeping the lines nearest the cursor.
         The ``plain`` layout has no way to show the suffix and drops it.
         """
         before = _last_lines(self.tokenizer, prefix, self.options.prefix_tokens)
+        stubs = self.file_segment(DEFINITIONS_PATH, definitions) if definitions else []
         if self.family == "plain":
-            return [*self._text(_header(path)), *before]
+            return [*stubs, *self._text(_header(path)), *before]
         after = _first_lines(self.tokenizer, suffix, self.options.suffix_tokens)
         sp = self._special
         if self.family == "qwen-repo":
             lead = [self.file_sep, *self._text(f"{path}\n"), sp.fim_prefix]
         else:
             lead = [sp.fim_prefix, *self._text(_header(path))]
-        return [*lead, *before, sp.fim_suffix, *after, sp.fim_middle]
+        return [*stubs, *lead, *before, sp.fim_suffix, *after, sp.fim_middle]
 
     def healed_text(self, prefix: str) -> str:
         """The end of `prefix` a completion prompt leaves out, for the model to write again (token

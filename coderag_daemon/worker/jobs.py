@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..engine import Generation, GenerationOptions, UpdateStats, generate
+from ..engine import Context, ContextCache, Generation, GenerationOptions, UpdateStats, generate
 from ..index import Retrieved
 from ..index.retrieval import CountTokens
 from ..options import Options
@@ -27,9 +27,18 @@ from .warm_cache import WarmCache
 
 CHAT_SEQ = 1
 """The engine sequence of chat; completions and preloads use sequence 0."""
+WARM_UP_SEQ = CHAT_SEQ
+"""Completions while the context is still being decoded use the chat's sequence (`completion_context`)."""
 
 Retrieve = Callable[[CountTokens, frozenset[str], int], Retrieved]
 """``retrieve(count_tokens, paths already in the context, token budget)``: code for a chat tail."""
+
+Definitions = Callable[[CountTokens, int], str]
+"""``definitions(count_tokens, token budget)``: signatures of the names near the cursor, for a completion
+tail (prompting/definitions.py)."""
+
+_STUB_MARKUP = 16
+"""Tokens of the definitions' stub file header in a completion tail."""
 
 
 class Interrupted(Exception):
@@ -100,17 +109,36 @@ class Outcome:
         return out
 
 
-def completion_target(project: Project, doc: Document, window: Window) -> list[list[int]]:
+def completion_target(
+    project: Project, doc: Document, window: Window, options: Options, definitions: Definitions | None = None
+) -> list[list[int]]:
     """The whole context of a completion at `window`: every file but `doc`, then the request."""
-    return [*project.segments(exclude=doc), _completion_tail(project, doc, window)[0]]
+    return [*project.segments(exclude=doc), _request_tail(project, doc, window, options, definitions)[0]]
 
 
-def _completion_tail(project: Project, doc: Document, window: Window) -> tuple[list[int], str]:
+def _request_tail(
+    project: Project, doc: Document, window: Window, options: Options, definitions: Definitions | None
+) -> tuple[list[int], str]:
+    """A completion's request tail (with `definitions`, the signatures of names near the cursor,
+    within `options.completion_definition_tokens` and the room n_ctx has left), and the end of the
+    prefix it leaves out for the model to write first."""
+    tail, healed = _completion_tail(project, doc, window)
+    if definitions is None or options.completion_definition_tokens <= 0:
+        return tail, healed
+    layout = project.layout()
+    files = sum(map(len, project.segments(exclude=doc)))
+    room = options.n_ctx - files - len(tail) - options.max_completion_tokens - _STUB_MARKUP
+    budget = min(options.completion_definition_tokens, room)
+    text = definitions(lambda t: len(layout.tokenizer.tokenize(t)), budget) if budget > 0 else ""
+    return _completion_tail(project, doc, window, text) if text else (tail, healed)
+
+
+def _completion_tail(project: Project, doc: Document, window: Window, definitions: str = "") -> tuple[list[int], str]:
     """The request tail, and the end of the prefix it leaves out for the model to write first."""
     layout = project.layout()
     healed = layout.healed_text(window.prefix)
     prefix = window.prefix[: len(window.prefix) - len(healed)]
-    return layout.completion_tail(project.display_path(doc), prefix, window.suffix), healed
+    return layout.completion_tail(project.display_path(doc), prefix, window.suffix, definitions), healed
 
 
 def within_reach(segments: list[list[int]], kept: int, wait: int) -> tuple[list[list[int]], int]:
@@ -134,6 +162,40 @@ def within_reach(segments: list[list[int]], kept: int, wait: int) -> tuple[list[
     return out, total - cut
 
 
+def completion_context(
+    cache: Context, files: list[list[int]], tail: list[int], wait: int
+) -> tuple[int, list[list[int]], int]:
+    """The sequence a completion runs on, the file context it gets, and how many tokens of it that
+    leaves out.
+
+    Normally sequence 0, with the files within `wait` tokens of what it holds (`within_reach`). While
+    much of the context is still to be decoded (a project just opened, an edit far up, a checkout),
+    the preload extends sequence 0 between requests, and a completion there would decode its whole
+    cursor window again every time (hundreds of tokens, seconds) and cut the preload's work off. So
+    then a completion runs on the other sequence and keeps to the files it had the time before: it
+    decodes only what changed in its window, while the preload goes on undisturbed. Once sequence 0
+    holds the whole context, completions go back to it (the preload brought their window there too).
+    With one sequence (sliding-window caches, recurrent models) there is no such choice."""
+    total = sum(map(len, files))
+    # What the update to the whole target keeps; of the files alone the last token would count as
+    # decoded again, for logits that a completion takes after its tail instead.
+    kept = min(cache.reusable([*files, tail]), total)
+    near, left_out = within_reach(files, kept, wait)
+    if not isinstance(cache, ContextCache) or cache.n_seq < 2:
+        return 0, near, left_out
+    ends = cache.segment_ends(WARM_UP_SEQ)
+    held = ends[-2] if len(ends) >= 2 else 0  # the file context of the last request there
+    if held and cache.cached_prefix(files, WARM_UP_SEQ) >= held:
+        same, same_left_out = within_reach(files, held, 0)
+    else:
+        same, same_left_out = near, left_out
+    cost = sum(map(len, near)) + len(tail) - cache.reusable([*near, tail])
+    cost_same = sum(map(len, same)) + len(tail) - cache.reusable([*same, tail], WARM_UP_SEQ)
+    if (left_out == 0 and cost <= cost_same + wait) or cost < cost_same:
+        return 0, near, left_out
+    return WARM_UP_SEQ, same, same_left_out
+
+
 def _prefill(session: Session, target: list[list[int]], seq: int = 0) -> tuple[UpdateStats, float]:
     t0 = time.perf_counter()
     stats = session.update(target, seq)
@@ -142,16 +204,22 @@ def _prefill(session: Session, target: list[list[int]], seq: int = 0) -> tuple[U
     return stats, (time.perf_counter() - t0) * 1000
 
 
-def complete(session: Session, project: Project, doc: Document, window: Window, options: Options) -> Outcome:
+def complete(
+    session: Session,
+    project: Project,
+    doc: Document,
+    window: Window,
+    options: Options,
+    definitions: Definitions | None = None,
+) -> Outcome:
     """An inline completion at the cursor between window.prefix and window.suffix, over the file
-    context within `options.completion_wait_tokens` of what the cache holds."""
+    context within `options.completion_wait_tokens` of what the cache holds; with `definitions`, the
+    signatures of names near the cursor go in the tail, within `options.completion_definition_tokens`
+    and the room n_ctx has left."""
     files = project.segments(exclude=doc)
-    tail, healed = _completion_tail(project, doc, window)
-    # What the update to the whole target keeps; of the files alone the last token would count as
-    # decoded again, for logits that a completion takes after its tail instead.
-    kept = min(session.cache.reusable([*files, tail]), sum(map(len, files)))
-    files, left_out = within_reach(files, kept, options.completion_wait_tokens)
-    stats, prefill_ms = _prefill(session, [*files, tail])
+    tail, healed = _request_tail(project, doc, window, options, definitions)
+    seq, files, left_out = completion_context(session.cache, files, tail, options.completion_wait_tokens)
+    stats, prefill_ms = _prefill(session, [*files, tail], seq)
     rule = StopRule.at(window)
 
     def should_stop(generated: str) -> int | None:  # the rule sees the text after the cursor
@@ -188,17 +256,19 @@ def preload(
 
     When the files changed since the last question (an edit settled, files were opened or changed
     on disk), the chat's cached tail is stale, and holding its cells slows every completion
-    (attention spans them). They are freed; the next question takes the files from the completion's
-    sequence again. A chat that already holds the current files keeps them for a follow-up.
+    (attention spans them). Once the preload reached its target they are freed (until then the
+    completions asked meanwhile use that sequence, `completion_context`); the next question takes
+    the files from the completion's sequence again. A chat that already holds the current files
+    keeps them for a follow-up.
     With `warm`, a saved cache that fits the files better is loaded first (a branch switch), and
     the cache is saved once the preload reached its target."""
     try:
         files = project.segments()
         if warm is not None:
             warm.switch_if_better(session, project, session.cache.cached_prefix(files))
-        if session.cache.cached_prefix(files, CHAT_SEQ) < sum(map(len, files)):
-            session.cache.drop(CHAT_SEQ)
         stats = session.update(target())
+        if stats.completed and session.cache.cached_prefix(files, CHAT_SEQ) < sum(map(len, files)):
+            session.cache.drop(CHAT_SEQ)
         if warm is not None and stats.completed:
             warm.after_preload(session, project)
     finally:

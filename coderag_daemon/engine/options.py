@@ -19,8 +19,11 @@ MIB = 1 << 20
 class EngineOptions:
     n_ctx: int = default_of("n_ctx")
     """Context window in tokens: the file context, request tail and generated tokens share it."""
-    n_batch: int = 512
-    """Tokens per decode call; an interactive request preempts background prefill within one batch."""
+    n_batch: int = 128
+    """Tokens per decode call; an interactive request preempts background prefill within one batch,
+    so a request arriving during a preload waits for up to one batch (~1 s at 128 tokens on two
+    cores, ~4 s at 512). On the default model a 4K-token prefill ran as fast in batches of 64 or 128
+    as of 512 (docs/DAEMON.md, "The first minutes")."""
     n_threads: int = default_of("threads")
     """CPU threads for decoding; 0 = the cores other programs leave free, followed as they change
     (`engine.threads`)."""

@@ -93,27 +93,34 @@ def _indent(line: str) -> int:
 
 @dataclass(frozen=True)
 class StopRule:
-    """Where a completion at this cursor ends.
+    """Where a completion at this cursor ends: one line, unless a block is what comes next.
 
-    Text after the cursor on its line means the user is mid-line: complete that line only.
-    Otherwise complete until a line dedents below the cursor line's block (the block ended), or a
-    blank line follows a finished statement at the top level.
+    A block is expected after a line that opens one (the cursor at the end of `def f():`, or on an
+    empty line below it) and on an empty line at the top level (a new statement, function or class);
+    it ends where a line dedents out of it, or, at the top level, at a blank line after a finished
+    statement. Anywhere else, text before the cursor on its line (a statement being written) or
+    after it (mid-line), or an empty line in a body, the completion is that one line: what the user
+    is writing, shown without waiting for lines that nobody asked for.
     """
 
     single_line: bool
     block_indent: int
+    """Lines indented less than this end the block."""
 
     @classmethod
     def at(cls, window: Window) -> StopRule:
         line_after = window.suffix.split("\n", 1)[0]
         current = window.prefix.rsplit("\n", 1)[-1]
-        if current.strip():
-            indent = _indent(current)
-        else:  # an empty line: the block is the one the previous non-empty line opens or continues
-            previous = next((ln for ln in reversed(window.prefix.split("\n")[:-1]) if ln.strip()), "")
-            indent = _indent(previous) + (4 if previous.rstrip().endswith((":", "{", "(", "[")) else 0)
-            indent = max(indent, len(current))
-        return cls(single_line=bool(line_after.strip()), block_indent=indent)
+        if line_after.strip():
+            return cls(single_line=True, block_indent=_indent(current))
+        if current.strip():  # after text: a block only when the line opens one (its body)
+            opens = current.rstrip().endswith(":")
+            return cls(single_line=not opens, block_indent=_indent(current) + 1)
+        # an empty line: the block is the one the previous non-empty line opens or continues
+        previous = next((ln for ln in reversed(window.prefix.split("\n")[:-1]) if ln.strip()), "")
+        opens = previous.rstrip().endswith((":", "{", "(", "["))
+        indent = max(_indent(previous) + (4 if opens else 0), len(current))
+        return cls(single_line=not opens and indent > 0, block_indent=indent)
 
     def cut(self, generated: str, final: bool = False) -> int | None:
         """Length of `generated` to keep, or None to go on generating (or, when `final`, to keep it

@@ -96,6 +96,23 @@ def test_empty_line_after_block_opener_indents() -> None:
     assert rule.cut("    y = x\n    return y\ndef g():\n") == len("    y = x\n    return y")
 
 
+def test_at_the_end_of_a_line_that_opens_a_block_the_body_is_the_block() -> None:
+    rule = StopRule.at(Window("class A:\n    def f(self) -> bool:", "\n"))
+    assert not rule.single_line
+    body = "\n        return True\n"
+    assert rule.cut(body + "\n    def g(self):\n        pass\n") == len(body)  # not into the next method
+    top = StopRule.at(Window("def f(x):", ""))
+    assert top.cut("\n    return x\n\n\ndef g():\n") == len("\n    return x\n\n")
+
+
+def test_a_statement_being_written_is_completed_to_its_end_only() -> None:
+    rule = StopRule.at(Window("def f(x):\n    total = comp", ""))
+    assert rule.single_line
+    assert rule.cut("ute(x)\n    return total\n") == len("ute(x)")
+    assert StopRule.at(Window("def f(x):\n    y = 1\n    ", "\n")).single_line  # the next statement
+    assert not StopRule.at(Window("import os\n\n", "")).single_line  # top level: a new def, a class...
+
+
 def test_top_level_statement_stops_at_blank_line() -> None:
     rule = StopRule.at(Window("import os\n", ""))
     assert rule.cut("import sys\n\nimport re\n") == len("import sys")

@@ -139,9 +139,9 @@ def test_a_budget_cut_drops_the_line_it_was_writing() -> None:
 
 
 def test_a_budget_cut_ends_the_block_at_a_last_line_that_dedents() -> None:
-    rule = StopRule.at(Window("def f(token, now):\n    ret", ""))
-    assert rule.cut("urn x\n\n\ndef") is None  # the last line may still grow
-    assert rule.cut_short("urn x\n\n\ndef") == "urn x\n\n"
+    rule = StopRule.at(Window("def f(token, now):\n", ""))
+    assert rule.cut("    return x\n\n\ndef") is None  # the last line may still grow
+    assert rule.cut_short("    return x\n\n\ndef") == "    return x\n\n"
 
 
 # --- whole completions on the tiny model ----------------------------------------------------------------------
@@ -212,5 +212,5 @@ def test_the_prompt_ends_before_the_partial_word(tmp_path: Path, tiny: Model) ->
     project.set_layout(layout)
     text = HEAD + "    ret"
     doc = project.opened(path_to_uri(path), text, 1, "python")
-    tail = jobs.completion_target(project, doc, cursor_window(text, len(text)))[-1]
+    tail = jobs.completion_target(project, doc, cursor_window(text, len(text)), Options())[-1]
     assert tail == layout.completion_tail("auth.py", HEAD + "    ", "")

@@ -70,6 +70,10 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
             )
         elif s.kind == "path":
             parser.add_argument(s.cli_flag, dest=s.name, default=s.default, metavar="PATH", help=s.help)
+        elif s.kind == "text":
+            parser.add_argument(
+                s.cli_flag, dest=s.name, type=_flag_type(s), default=s.default, help=f"{s.help} (default: %(default)s)"
+            )
         else:
             parser.add_argument(
                 s.cli_flag,
@@ -98,6 +102,9 @@ def _flag_type(setting: Setting) -> Callable[[str], Any]:
         if setting.kind == "globs":
             value: Any = text
             problem = setting.check([text])
+        elif setting.kind == "text":
+            value = text
+            problem = setting.check(text)
         else:
             try:
                 value = int(text)
@@ -121,9 +128,14 @@ _BENCHES = (
     ),
     ("index", "index_bench", "workspace index: build, update and retrieval time, memory, top-5 accuracy"),
     ("compare", "compare_bench", "side by side with llama-server and llama-cpp-python on real edit sessions"),
+    ("quality", "quality_bench", "completion quality on real authors' typing: exact lines, accepted chars, latency"),
     ("jsonrpc", "jsonrpc_bench", "reading and writing JSON-RPC messages with json and with orjson"),
     ("checkout", "checkout_bench", "a branch switch and back on a real package's history, saving the cache or not"),
     ("restart", "restart_bench", "cold start against warm restart: time until every file is cached, state load"),
+    ("editors", "editor_latency", "keystroke to ghost text in real VS Code and Emacs, warm, on the default model"),
+    ("load", "load_bench", "the replay on a quiet machine and with one core busy, side by side"),
+    ("warmup", "warmup_bench", "completions typed while a newly opened project is decoded: latency, warm-up delay"),
+    ("speculative", "speculative_bench", "speculative decoding by prompt lookup against one token at a time"),
 )
 """(subcommand, module in coderag_daemon.bench, help); each module has add_arguments(parser) and run(args)."""
 

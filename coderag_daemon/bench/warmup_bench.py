@@ -37,6 +37,7 @@ FILES = [
     "tasktrack/scheduler.py",
 ]
 TYPED = "tasktrack/storage.py"
+QUIET_S = 3.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -83,18 +84,23 @@ def _replace(s: Session, uri: str, line: int, end: int, text: str) -> None:
     )
 
 
-async def _warm(s: Session, typed_uri: str) -> bool:
+async def _warm_up_end(s: Session, typed_uri: str, t0: float) -> float:
+    """When the warm-up ended: the last status the daemon sent before it stayed idle for `QUIET_S`
+    (a preload's end is its last status), checked then with `coderag/context`. The context is not
+    asked for while the daemon works: each request would make the preload give way."""
+    seen, changed = -1, time.perf_counter()
+    while True:
+        now = time.perf_counter()
+        if len(s.status) != seen:
+            seen, changed = len(s.status), now
+        elif s.status and s.status[-1]["state"] == "ready" and now - changed > QUIET_S:
+            break
+        await asyncio.sleep(0.05)
     context = await s.client.protocol.send_request_async("coderag/context", {})
     others = [f for f in context["files"] if f["uri"] != typed_uri]
-    return bool(context["files"]) and all(f["cached"] for f in others)
-
-
-async def _watch_warm_up(s: Session, typed_uri: str, t0: float, result: RunResult) -> None:
-    while result.warm_seconds is None:
-        if await _warm(s, typed_uri):
-            result.warm_seconds = time.perf_counter() - t0
-            return
-        await asyncio.sleep(0.25)
+    if not all(f["cached"] for f in others):
+        raise RuntimeError(f"the daemon went idle with files not cached: {[f['path'] for f in others]}")
+    return changed - t0
 
 
 async def _run_once(args: argparse.Namespace, name: str, work: Path) -> RunResult:
@@ -125,7 +131,6 @@ async def _run_once(args: argparse.Namespace, name: str, work: Path) -> RunResul
         t0 = time.perf_counter()
         uris = {rel: s.open(root, rel) for rel in FILES}
         uri = uris[TYPED]
-        watcher = asyncio.create_task(_watch_warm_up(s, uri, t0, result))
         shown = ""  # what the line being typed on holds: the indentation typed so far
         for k, line in enumerate(typed):
             following = typed[k + 1] if k + 1 < len(typed) else line
@@ -143,7 +148,7 @@ async def _run_once(args: argparse.Namespace, name: str, work: Path) -> RunResul
                     file=sys.stderr,
                     flush=True,
                 )
-        await asyncio.wait_for(watcher, timeout=900)
+        result.warm_seconds = await asyncio.wait_for(_warm_up_end(s, uri, t0), timeout=900)
         print(f"  {name}: warm after {result.warm_seconds:.1f} s", file=sys.stderr, flush=True)
         return result
     finally:

@@ -144,6 +144,8 @@ async def _run_once(args: argparse.Namespace, name: str, work: Path) -> RunResul
                 print(
                     f"  {time.perf_counter() - t0:6.1f}s  completion {k + 1:>2}: {seconds:5.2f} s, "
                     f"{figures.get('tokensReprocessed', 0):>4} tokens reprocessed, "
+                    f"prefill {figures.get('prefillMs', 0) / 1000:4.2f} s, "
+                    f"generation {figures.get('generationMs', 0) / 1000:4.2f} s, "
                     f"{figures.get('contextTokensLeftOut', 0):>5} left out, {text_shown[:40]!r}",
                     file=sys.stderr,
                     flush=True,

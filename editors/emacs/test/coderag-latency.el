@@ -107,7 +107,10 @@ cursor after the suggestion rather than on its first character."
         (setq deadline (+ key (/ (alist-get 'timeoutMs plan) 1000.0)))
         ;; Shown: the key has moved the cursor (a block's suggestion may take it to the next line), and
         ;; the suggestion's colour is on the screen.
+        ;; A capture starts a tmux process: polling without a pause would keep a core busy and slow
+        ;; the daemon it measures (20 ms apart costs at most 20 ms of resolution).
         (while (and (not shown) (< (float-time) deadline))
+          (sleep-for 0.02)
           (setq screen (coderag-e2e--capture session))
           (when (and (not (equal cursor (list (coderag-e2e--screen-x screen) (coderag-e2e--screen-y screen))))
                      (coderag-latency--ghost-shown session screen))

@@ -24,6 +24,7 @@ import signal
 import socket
 import stat
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -128,6 +129,21 @@ def _exit(signum: int, frame: object) -> None:
     sys.exit(0)
 
 
+@contextlib.contextmanager
+def _sigterm_held() -> Iterator[None]:
+    """Hold a SIGTERM back while a file is made and recorded: one that arrived in between would end
+    the process before the listener knew of the file, and leave it behind. It comes once the block
+    ends, and the listener's exit removes the file."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+
+
 def listen_unix(path: Path) -> Listener:
     """A Unix domain socket at `path` (mode 0600) in a private directory. A socket left behind by a
     daemon that was killed is replaced; one that a live daemon listens on is not."""
@@ -135,8 +151,9 @@ def listen_unix(path: Path) -> Listener:
     _clear_stale_socket(path)
     listener = Listener(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM), str(path))
     try:
-        listener.sock.bind(str(path))
-        listener.files.append(_Made.at(path))
+        with _sigterm_held():
+            listener.sock.bind(str(path))
+            listener.files.append(_Made.at(path))
         os.chmod(path, 0o600)
         listener.sock.listen()
     except OSError as exc:
@@ -173,7 +190,8 @@ def listen_tcp(port: int, token_file: Path | None) -> Listener:
     listener = Listener(sock, f"127.0.0.1:{port}", token)
     path = token_file or runtime_dir() / f"tcp-{port}.token"
     try:
-        listener.files.append(_write_token(path, token))
+        with _sigterm_held():
+            listener.files.append(_write_token(path, token))
     except BaseException:
         listener.__exit__()
         raise

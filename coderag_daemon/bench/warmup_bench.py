@@ -26,16 +26,9 @@ from lsprotocol import types
 
 from ..workspace.documents import path_to_uri
 from . import quiet
+from .daemon_bench import FILES
 from .editor_session import SAMPLE, Session
 
-FILES = [
-    "tasktrack/models.py",
-    "tasktrack/config.py",
-    "tasktrack/storage.py",
-    "tasktrack/auth.py",
-    "tasktrack/notifications.py",
-    "tasktrack/scheduler.py",
-]
 TYPED = "tasktrack/storage.py"
 QUIET_S = 3.0
 

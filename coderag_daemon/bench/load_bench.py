@@ -20,11 +20,10 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
-from .. import default_model
 from ..engine.threads import usable_cores
 from . import quiet
+from .compare_bench import _model_paths
 from .replay import ReplaySource, replay_session
 from .sides import DaemonSide, RunOptions, SideResult, replay, tokenizer_layout
 
@@ -54,15 +53,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="quiet,loaded",
         help="comma-separated, in order: quiet, loaded (default: %(default)s)",
     )
-
-
-def _model_path(spec: str) -> Path:
-    if spec == "default" or spec in default_model.PACKAGED_MODELS:
-        packaged = default_model.DEFAULT_MODEL if spec == "default" else default_model.PACKAGED_MODELS[spec]
-        if not default_model.is_installed(packaged):
-            raise FileNotFoundError(f"{packaged.name} is not installed: {packaged.install_hint}")
-        return default_model.model_path(packaged)
-    return Path(spec)
 
 
 @contextmanager
@@ -100,7 +90,7 @@ def _p(values: list[float], q: float) -> float:
 
 def run(args: argparse.Namespace) -> int:
     machine = quiet.report()
-    path = _model_path(args.model)
+    [(_, path)] = _model_paths(args.model)
     tokenizer, layout = tokenizer_layout(path)
     try:
         workload = replay_session(

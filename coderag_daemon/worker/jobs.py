@@ -113,11 +113,17 @@ def completion_target(
     project: Project, doc: Document, window: Window, options: Options, definitions: Definitions | None = None
 ) -> list[list[int]]:
     """The whole context of a completion at `window`: every file but `doc`, then the request."""
-    return [*project.segments(exclude=doc), _request_tail(project, doc, window, options, definitions)[0]]
+    files = project.segments(exclude=doc)
+    return [*files, _request_tail(project, doc, window, options, definitions, files)[0]]
 
 
 def _request_tail(
-    project: Project, doc: Document, window: Window, options: Options, definitions: Definitions | None
+    project: Project,
+    doc: Document,
+    window: Window,
+    options: Options,
+    definitions: Definitions | None,
+    files: list[list[int]],
 ) -> tuple[list[int], str]:
     """A completion's request tail (with `definitions`, the signatures of names near the cursor,
     within `options.completion_definition_tokens` and the room n_ctx has left), and the end of the
@@ -126,8 +132,7 @@ def _request_tail(
     if definitions is None or options.completion_definition_tokens <= 0:
         return tail, healed
     layout = project.layout()
-    files = sum(map(len, project.segments(exclude=doc)))
-    room = options.n_ctx - files - len(tail) - options.max_completion_tokens - _STUB_MARKUP
+    room = options.n_ctx - sum(map(len, files)) - len(tail) - options.max_completion_tokens - _STUB_MARKUP
     budget = min(options.completion_definition_tokens, room)
     text = definitions(lambda t: len(layout.tokenizer.tokenize(t)), budget) if budget > 0 else ""
     return _completion_tail(project, doc, window, text) if text else (tail, healed)
@@ -217,7 +222,7 @@ def complete(
     signatures of names near the cursor go in the tail, within `options.completion_definition_tokens`
     and the room n_ctx has left."""
     files = project.segments(exclude=doc)
-    tail, healed = _request_tail(project, doc, window, options, definitions)
+    tail, healed = _request_tail(project, doc, window, options, definitions, files)
     seq, files, left_out = completion_context(session.cache, files, tail, options.completion_wait_tokens)
     stats, prefill_ms = _prefill(session, [*files, tail], seq)
     rule = StopRule.at(window)

@@ -145,6 +145,13 @@ def best_settings(kind: str) -> ServerSettings:
 
 DEFAULT_SETTINGS = ServerSettings("llama-server default")
 
+LLAMA_VSCODE_SETTINGS = ServerSettings(
+    "llama-server as llama.vscode runs it", ("-b", "1024", "-ub", "1024", "--cache-reuse", "256")
+)
+"""The flags of llama-server's `--fim-qwen-*-default` presets, which llama.vscode tells its users to run:
+1,024-token batches (so `/infill` keeps the last 768 tokens of the prefix and 256 of the suffix) and
+shifted chunks of 256 tokens reused from the previous prompt."""
+
 
 class LlamaServer:
     """A llama-server process with one slot on a free local port, and its HTTP API."""

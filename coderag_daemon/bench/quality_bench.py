@@ -31,7 +31,7 @@ from lsprotocol import types
 
 from . import quiet
 from .compare_bench import _model_paths
-from .llama_server import DEFAULT_SETTINGS, ServerBuild
+from .llama_server import LLAMA_VSCODE_SETTINGS, ServerBuild
 from .quality_cases import CATEGORIES, PACKAGES, PARTIAL_CATEGORIES, Case, quality_workloads
 from .quality_scoring import accepted_chars, continues_word, exact_first_line, first_line, similarity
 from .sides import DaemonSide, RunOptions, ServerSide, Side, replay, tokenizer_layout
@@ -40,7 +40,7 @@ from .workload import Workload
 SIDES = ("ours", "infill", "ours-file", "ours-lru", "ours-defs")
 SIDE_HELP = {
     "ours": "the daemon over LSP, the package's files open",
-    "infill": "llama-server /infill as llama.vscode sends it",
+    "infill": "llama-server /infill as llama.vscode sends it, the server run with its preset's flags",
     "ours-file": "the daemon with only the current file",
     "ours-lru": "the daemon, least recently used files beyond --lru-tokens left out",
     "ours-defs": "ours-lru with --definition-tokens of definitions of the names near the cursor",
@@ -83,7 +83,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--threads", type=int, default=0, help="CPU threads per side, 0 = all cores")
     parser.add_argument("--worst", type=int, default=5, help="worst examples printed per side (default: 5)")
-    parser.add_argument("--json", type=Path, default=None, help="also write every case's figures as JSON")
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        help="also write every case's figures as JSON, after each package ('finished' is false until the run ends)",
+    )
 
 
 def _log(msg: str) -> None:
@@ -232,7 +237,7 @@ def _sides(
     out: list[Side] = []
     for name in wanted:
         if name == "infill":
-            out.append(ServerSide(ServerBuild().binary, model, layout, options, DEFAULT_SETTINGS, server_log))
+            out.append(ServerSide(ServerBuild().binary, model, layout, options, LLAMA_VSCODE_SETTINGS, server_log))
             continue
         budget = {"ours": options.context_tokens, "ours-file": 256}.get(name, args.lru_tokens)
         mine = RunOptions(options.n_ctx, budget, options.threads, options.completion_tokens, 1)
@@ -244,7 +249,16 @@ def _sides(
     return out
 
 
-async def _run(model: Path, wanted: list[str], args: argparse.Namespace, logs: Path) -> list[Scored]:
+def write_json(path: Path, label: str, args: argparse.Namespace, rows: list[Scored], finished: bool) -> None:
+    """Every case's figures so far; written after each package, so a run stopped midway (a full run
+    takes hours on two cores) keeps what it measured, and says that it stopped."""
+    summary = {side: summarize([r for r in rows if r.side == side]) for side in dict.fromkeys(r.side for r in rows)}
+    cases = [asdict(r) for r in rows]
+    out = {"model": label, "seed": args.seed, "finished": finished, "summary": summary, "cases": cases}
+    path.write_text(json.dumps(out, indent=2))
+
+
+async def _run(model: Path, label: str, wanted: list[str], args: argparse.Namespace, logs: Path) -> list[Scored]:
     tokenizer, layout = tokenizer_layout(model)
 
     def count(text: str) -> int:
@@ -263,6 +277,8 @@ async def _run(model: Path, wanted: list[str], args: argparse.Namespace, logs: P
                 result = await replay(side, workload, package.name)
                 for case, request in zip(session.cases, result.requests, strict=True):
                     rows.append(score(side.name, case, request.text, request.seconds))
+            if args.json is not None:
+                write_json(args.json, label, args, rows, finished=False)
         return rows
     finally:
         tokenizer.close()
@@ -280,13 +296,9 @@ def run(args: argparse.Namespace) -> int:
         ServerBuild().ensure(_log)
     [(label, model)] = _model_paths(args.model)
     logs = Path(tempfile.mkdtemp(prefix="coderag-quality-logs-"))
-    rows = asyncio.run(_run(model, wanted, args, logs))
+    rows = asyncio.run(_run(model, label, wanted, args, logs))
     print(f"\nCompletion quality, {label}: {len(rows) // len(wanted)} cases (seed {args.seed}) per side")
     print_tables(rows, args.worst)
     if args.json is not None:
-        summary = {side: summarize([r for r in rows if r.side == side]) for side in dict.fromkeys(r.side for r in rows)}
-        cases = [asdict(r) for r in rows]
-        args.json.write_text(
-            json.dumps({"model": label, "seed": args.seed, "summary": summary, "cases": cases}, indent=2)
-        )
+        write_json(args.json, label, args, rows, finished=True)
     return 0

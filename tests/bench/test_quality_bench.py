@@ -183,6 +183,7 @@ def test_smoke_every_side_scores_the_same_cases(run) -> None:
 
 def test_smoke_figures_are_recomputed(run) -> None:
     _, result = run
+    assert result["finished"] is True
     rows = [Scored(**r) for r in result["cases"]]
     for r in rows:
         case = Case("", "", 0, r.category, r.typed, r.expected, "")

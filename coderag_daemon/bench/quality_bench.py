@@ -31,7 +31,7 @@ from lsprotocol import types
 
 from . import quiet
 from .compare_bench import _model_paths
-from .llama_server import LLAMA_VSCODE_SETTINGS, ServerBuild
+from .llama_server import DEFAULT_SETTINGS, LLAMA_VSCODE_SETTINGS, ServerBuild
 from .quality_cases import CATEGORIES, PACKAGES, PARTIAL_CATEGORIES, Case, quality_workloads
 from .quality_scoring import accepted_chars, continues_word, exact_first_line, first_line, similarity
 from .sides import DaemonSide, RunOptions, ServerSide, Side, replay, tokenizer_layout
@@ -237,7 +237,10 @@ def _sides(
     out: list[Side] = []
     for name in wanted:
         if name == "infill":
-            out.append(ServerSide(ServerBuild().binary, model, layout, options, LLAMA_VSCODE_SETTINGS, server_log))
+            # The tiny model's 8K training context caps the server's: with 1,024-token batches
+            # `/infill` fills it with input_extra and its FIM markers then overflow it (HTTP 400).
+            settings = DEFAULT_SETTINGS if args.tiny else LLAMA_VSCODE_SETTINGS
+            out.append(ServerSide(ServerBuild().binary, model, layout, options, settings, server_log))
             continue
         budget = {"ours": options.context_tokens, "ours-file": 256}.get(name, args.lru_tokens)
         mine = RunOptions(options.n_ctx, budget, options.threads, options.completion_tokens, 1)

@@ -232,14 +232,23 @@ class DefinitionsSide(DaemonSide):
 
 
 def _sides(
-    wanted: list[str], model: Path, layout: Any, options: RunOptions, args: argparse.Namespace, server_log: Path
+    wanted: list[str],
+    model: Path,
+    layout: Any,
+    options: RunOptions,
+    args: argparse.Namespace,
+    server_log: Path,
+    n_ctx_train: int,
 ) -> list[Side]:
     out: list[Side] = []
     for name in wanted:
         if name == "infill":
-            # The tiny model's 8K training context caps the server's: with 1,024-token batches
-            # `/infill` fills it with input_extra and its FIM markers then overflow it (HTTP 400).
-            settings = DEFAULT_SETTINGS if args.tiny else LLAMA_VSCODE_SETTINGS
+            # llama-server caps its context at the model's training context; past that cap, with
+            # 1,024-token batches `/infill` fills it with input_extra and its FIM markers then
+            # overflow it (HTTP 400). The defaults' larger batch leaves them room.
+            settings = DEFAULT_SETTINGS if options.n_ctx > n_ctx_train > 0 else LLAMA_VSCODE_SETTINGS
+            if settings is DEFAULT_SETTINGS:
+                _log(f"infill: n_ctx {options.n_ctx} > the model's {n_ctx_train}: llama-server's default flags")
             out.append(ServerSide(ServerBuild().binary, model, layout, options, settings, server_log))
             continue
         budget = {"ours": options.context_tokens, "ours-file": 256}.get(name, args.lru_tokens)
@@ -276,7 +285,9 @@ async def _run(model: Path, label: str, wanted: list[str], args: argparse.Namesp
             file_tokens = sum(len(layout.file_segment(rel, text)) for rel, text in workload.files.items())
             options = RunOptions(file_tokens + 3072, file_tokens + 1024, args.threads, args.completion_tokens, 1)
             _log(f"{workload.description}; {file_tokens} tokens of files")
-            for side in _sides(wanted, model, layout, options, args, logs / f"infill-{package.name}.log"):
+            for side in _sides(
+                wanted, model, layout, options, args, logs / f"infill-{package.name}.log", tokenizer.n_ctx_train
+            ):
                 result = await replay(side, workload, package.name)
                 for case, request in zip(session.cases, result.requests, strict=True):
                     rows.append(score(side.name, case, request.text, request.seconds))

@@ -63,7 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--packages",
         default=",".join(p.name for p in PACKAGES),
-        help="comma-separated: the packages whose histories are replayed (default: %(default)s)",
+        help="comma-separated: the packages whose sessions are replayed; the cases are drawn over all of them "
+        "either way, so a package's cases are those of a full run (default: %(default)s)",
     )
     parser.add_argument("--tiny", action="store_true", help="the tiny random-weight dense model: a smoke run")
     parser.add_argument(
@@ -108,6 +109,8 @@ class Scored:
     seconds: float
     exact: bool
     accepted: int
+    accepted_line: int
+    """`accepted` within the first line: what the author's line takes of it, whatever follows."""
     similarity: float
     continues: bool | None
     """Partial-word cases: the suggestion continues the typed word."""
@@ -131,6 +134,7 @@ def score(side: str, case: Case, suggestion: str, seconds: float) -> Scored:
         seconds,
         exact_first_line(suggestion, case.expected),
         accepted_chars(suggestion, case.expected),
+        accepted_chars(first_line(suggestion), first_line(case.expected)),
         sim,
         continues_word(case.typed, suggestion, case.expected) if partial else None,
     )
@@ -142,6 +146,7 @@ class Figures:
     exact: float
     """Share of cases whose first line is the author's."""
     accepted: int
+    accepted_line: int
     similarity: float
     continues: float | None
     p50: float
@@ -163,6 +168,7 @@ def figures(rows: list[Scored]) -> Figures:
         len(rows),
         sum(r.exact for r in rows) / len(rows) if rows else math.nan,
         sum(r.accepted for r in rows),
+        sum(r.accepted_line for r in rows),
         statistics.fmean(r.similarity for r in rows) if rows else math.nan,
         sum(partial) / len(partial) if partial else None,
         _quantile(seconds, 0.5),
@@ -180,13 +186,17 @@ def _pct(x: float | None) -> str:
     return "-" if x is None or math.isnan(x) else f"{x:.0%}"
 
 
+def _ratio(a: int, b: int) -> str:
+    return f"{a / b:.2f}x" if b else "-"
+
+
 def print_tables(rows: list[Scored], worst: int) -> None:
     sides = list(dict.fromkeys(r.side for r in rows))
     print(
-        "\n| side | category | cases | exact first line | accepted chars | similarity | continues the word | "
-        "p50 s | p95 s |"
+        "\n| side | category | cases | exact first line | accepted chars | of them in the first line | similarity | "
+        "continues the word | p50 s | p95 s |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for side in sides:
         for category in (*CATEGORIES, "all"):
             mine = [r for r in rows if r.side == side and category in ("all", r.category)]
@@ -195,8 +205,8 @@ def print_tables(rows: list[Scored], worst: int) -> None:
             f = figures(mine)
             name = f"**{category}**" if category == "all" else category
             print(
-                f"| {side} | {name} | {f.cases} | {_pct(f.exact)} | {f.accepted} | {f.similarity:.2f} | "
-                f"{_pct(f.continues)} | {f.p50:.2f} | {f.p95:.2f} |"
+                f"| {side} | {name} | {f.cases} | {_pct(f.exact)} | {f.accepted} | {f.accepted_line} | "
+                f"{f.similarity:.2f} | {_pct(f.continues)} | {f.p50:.2f} | {f.p95:.2f} |"
             )
     base = [r for r in rows if r.side == "infill"]
     if base:
@@ -204,9 +214,9 @@ def print_tables(rows: list[Scored], worst: int) -> None:
         print("\nAgainst infill, same cases (exact: points; accepted characters: ratio):\n")
         for side in (s for s in sides if s != "infill"):
             f = figures([r for r in rows if r.side == side])
-            ratio = f"{f.accepted / b.accepted:.2f}x" if b.accepted else "-"
             print(
-                f"- {side}: exact {100 * (f.exact - b.exact):+.0f} points, accepted {ratio}, p50 {f.p50 / b.p50:.2f}x"
+                f"- {side}: exact {100 * (f.exact - b.exact):+.0f} points, accepted {_ratio(f.accepted, b.accepted)} "
+                f"({_ratio(f.accepted_line, b.accepted_line)} in the first line), p50 {f.p50 / b.p50:.2f}x"
             )
     for side in sides:
         mine = sorted((r for r in rows if r.side == side), key=lambda r: (r.similarity, r.accepted))[:worst]
@@ -277,10 +287,9 @@ async def _run(model: Path, label: str, wanted: list[str], args: argparse.Namesp
         return len(tokenizer.tokenize(text))
 
     try:
-        packages = tuple(p for p in PACKAGES if p.name in args.packages.split(","))
-        sessions = quality_workloads(args.cases, args.seed, count, args.context_tokens, packages)
+        sessions = quality_workloads(args.cases, args.seed, count, args.context_tokens)
         rows: list[Scored] = []
-        for package, session in sessions:
+        for package, session in (s for s in sessions if s[0].name in args.packages):
             workload = session.workload
             file_tokens = sum(len(layout.file_segment(rel, text)) for rel, text in workload.files.items())
             options = RunOptions(file_tokens + 3072, file_tokens + 1024, args.threads, args.completion_tokens, 1)
@@ -303,6 +312,10 @@ def run(args: argparse.Namespace) -> int:
     unknown = set(wanted) - set(SIDES)
     if unknown:
         raise ValueError(f"unknown sides {sorted(unknown)} (known: {', '.join(SIDES)})")
+    args.packages = [p.strip() for p in args.packages.split(",") if p.strip()]
+    unknown = set(args.packages) - {p.name for p in PACKAGES}
+    if unknown:
+        raise ValueError(f"unknown packages {sorted(unknown)} (known: {', '.join(p.name for p in PACKAGES)})")
     quiet.report()
     args.model = args.model or ("tiny-dense" if args.tiny else "default")
     args.threads = args.threads or os.cpu_count() or 1

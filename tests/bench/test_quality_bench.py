@@ -140,11 +140,13 @@ def test_figures() -> None:
     case = Case("p", "m.py", 0, "mid-identifier", "    ret", "urn value\nx", "")
     good = score("s", case, "urn value", 1.0)
     bad = score("s", case, " None", 3.0)
-    assert (good.exact, good.accepted, good.similarity, good.continues) == (True, 9, 1.0, True)
-    assert (bad.exact, bad.accepted, bad.continues) == (False, 0, False)
-    f = figures([good, bad])
-    assert (f.cases, f.exact, f.accepted, f.continues, f.p50) == (2, 0.5, 9, 0.5, 2.0)
-    assert f.similarity == pytest.approx((1.0 + bad.similarity) / 2)
+    assert (good.exact, good.accepted, good.accepted_line, good.similarity, good.continues) == (True, 9, 9, 1.0, True)
+    assert (bad.exact, bad.accepted, bad.accepted_line, bad.continues) == (False, 0, 0, False)
+    on = score("s", case, "urn value\nxyz", 1.0)  # the author's next line begins as it goes on
+    assert (on.accepted, on.accepted_line) == (11, 9)
+    f = figures([good, bad, on])
+    assert (f.cases, f.exact, f.accepted, f.accepted_line, f.continues, f.p50) == (3, 2 / 3, 20, 18, 2 / 3, 1.0)
+    assert f.similarity == pytest.approx((2.0 + bad.similarity) / 3)
     block = Case("p", "m.py", 0, "next block", "    ", "a = 1\n    b = 2\nc", "a = 1\n    b = 2")
     assert score("s", block, "a = 1\n    b = 2\n", 1.0).similarity == 1.0
     assert score("s", block, "a = 1\n", 1.0).continues is None
@@ -188,12 +190,18 @@ def test_smoke_figures_are_recomputed(run) -> None:
     for r in rows:
         case = Case("", "", 0, r.category, r.typed, r.expected, "")
         again = score(r.side, case, r.suggestion, r.seconds)
-        assert (again.exact, again.accepted, again.continues) == (r.exact, r.accepted, r.continues)
+        assert (again.exact, again.accepted, again.accepted_line, again.continues) == (
+            r.exact,
+            r.accepted,
+            r.accepted_line,
+            r.continues,
+        )
         assert r.seconds > 0
     for side, summary in result["summary"].items():
         mine = [r for r in rows if r.side == side]
         total = summary["all"]
         assert total["cases"] == len(mine)
         assert total["accepted"] == sum(r.accepted for r in mine)
+        assert total["accepted_line"] == sum(r.accepted_line for r in mine)
         assert total["exact"] == pytest.approx(sum(r.exact for r in mine) / len(mine))
         assert math.isclose(total["similarity"], sum(r.similarity for r in mine) / len(mine))

@@ -287,9 +287,9 @@ async def _run(model: Path, label: str, wanted: list[str], args: argparse.Namesp
         return len(tokenizer.tokenize(text))
 
     try:
-        sessions = quality_workloads(args.cases, args.seed, count, args.context_tokens)
+        sessions = quality_workloads(args.cases, args.seed, count, args.context_tokens, args.packages)
         rows: list[Scored] = []
-        for package, session in (s for s in sessions if s[0].name in args.packages):
+        for package, session in sessions:
             workload = session.workload
             file_tokens = sum(len(layout.file_segment(rel, text)) for rel, text in workload.files.items())
             options = RunOptions(file_tokens + 3072, file_tokens + 1024, args.threads, args.completion_tokens, 1)

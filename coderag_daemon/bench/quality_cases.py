@@ -21,7 +21,7 @@ import difflib
 import random
 import re
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -252,18 +252,20 @@ def quality_workloads(
     seed: int,
     count_tokens: Callable[[str], int],
     context_tokens: int,
-    packages: tuple[Package, ...] = PACKAGES,
+    replayed: Collection[str] | None = None,
     cache: Path | None = None,
 ) -> list[tuple[Package, QualityWorkload]]:
-    """`n` cases drawn over all `packages`, one editing session per package that has some."""
+    """`n` cases drawn over all `PACKAGES`, one editing session per package that has some, of the
+    `replayed` packages only (default: all): the draw stays the full run's, so runs of some packages
+    ask the same cases as a full run does."""
     cache = cache or Path(tempfile.gettempdir()) / "coderag-bench-replay"
-    sources = {p.name: (wheel_sources(p.name, p.old, cache), wheel_sources(p.name, p.new, cache)) for p in packages}
-    changes = {p.name: hunks(*sources[p.name]) for p in packages}
-    chosen = select([c for p in packages for c in candidates(p.name, changes[p.name])], n, seed)
+    sources = {p.name: (wheel_sources(p.name, p.old, cache), wheel_sources(p.name, p.new, cache)) for p in PACKAGES}
+    changes = {p.name: hunks(*sources[p.name]) for p in PACKAGES}
+    chosen = select([c for p in PACKAGES for c in candidates(p.name, changes[p.name])], n, seed)
     out = []
-    for p in packages:
+    for p in PACKAGES:
         mine = [c for c in chosen if c.package == p.name]
-        if mine:
+        if mine and (replayed is None or p.name in replayed):
             out.append(
                 (p, package_workload(p, changes[p.name], sources[p.name][0], mine, count_tokens, context_tokens))
             )

@@ -29,7 +29,7 @@ from .. import default_model
 from ..engine import Model
 from ..engine.cache import common_prefix
 from ..prompting.completion import WindowStarts
-from ..prompting.prompts import detect_layout
+from ..prompting.prompts import PromptOptions, detect_layout
 from ..workspace.documents import path_to_uri
 from . import quiet
 from .editor_session import SAMPLE, Session
@@ -136,7 +136,7 @@ async def _run(args: argparse.Namespace) -> int:
     root = work / "tasktrack"
     shutil.copytree(SAMPLE, root, ignore=shutil.ignore_patterns("QUESTIONS.json", "__pycache__"))
     tokenizer = Model(model_path)
-    layout = detect_layout(tokenizer)
+    layout = detect_layout(tokenizer, PromptOptions(suffix_first=False))  # the peers' request order
     s = Session()
     # room for all six files and their growth: no file leaves the context during the session (the
     # fixed-order client keeps them all too); evicting the first file would reprocess everything.

@@ -26,7 +26,7 @@ from typing import Any
 from lsprotocol import types
 
 from ..engine import Model
-from ..prompting.prompts import PromptLayout, detect_layout
+from ..prompting.prompts import PromptLayout, PromptOptions, detect_layout
 from ..workspace.documents import path_to_uri
 from .editor_session import Session
 from .llama_server import LlamaServer, ServerSettings, peak_rss
@@ -387,5 +387,7 @@ async def replay(side: Side, workload: Workload, model_label: str, check_exact: 
 
 
 def tokenizer_layout(model: Path) -> tuple[Model, PromptLayout]:
+    """The model's tokenizer, and the layout the peer sides send: prefix first, as llama-server's
+    ``/infill`` and llama.vscode lay a request out."""
     tokenizer = Model(model)
-    return tokenizer, detect_layout(tokenizer)
+    return tokenizer, detect_layout(tokenizer, PromptOptions(suffix_first=False))

@@ -19,6 +19,8 @@ class Window:
     prefix: str
     suffix: str
     first_line: int = 0  # the document line the prefix starts on
+    head: str = ""
+    """The file's import lines above `first_line` (see `file_head`): the window no longer shows them."""
 
 
 def cursor_window(
@@ -31,8 +33,9 @@ def cursor_window(
     adds lines: the tail then changes only from the cursor on, and only that part is reprocessed.
     `kept`, the line the previous window began on, is used instead while it leaves between
     `prefix_lines - anchor` and `prefix_lines + anchor` lines above the cursor: deleting lines would
-    otherwise pull the grid line back and change the whole window. Everything after the cursor is
-    reprocessed on every keystroke, hence the short suffix.
+    otherwise pull the grid line back and change the whole window. The suffix is short: a layout
+    that puts it after the prefix reprocesses it on every keystroke, and one that puts it first
+    (qwen-repo's) reprocesses everything after it whenever the cursor moves to other text.
     """
     before, after = text[:offset], text[offset:]
     cursor_line = before.count("\n")
@@ -41,7 +44,33 @@ def cursor_window(
         first = kept
     start = _nth(before, "\n", first) if first else 0
     end = _nth(after, "\n", suffix_lines + 1)
-    return Window(before[start:], after[:end], first)
+    return Window(before[start:], after[:end], first, file_head(before[:start]))
+
+
+_IMPORT = re.compile(
+    r"import\s|from\s+[\w.]+\s+import\b|#include\b|#import\b|use\s+[\w:]+|using\s+[\w.]+\s*;"
+    r"|(?:const|let|var)\s+.*=\s*require\("
+)
+_OPENERS, _CLOSERS = "([{", ")]}"
+
+
+def file_head(text: str, max_lines: int = 128) -> str:
+    """The import statements among the first `max_lines` lines of `text` (the file above the cursor
+    window), whole and in order, each line ending in a newline.
+
+    Below its first screen a file shows only through the cursor window, and its imports are what
+    the lines being written use most: the modules and names in scope. Only import statements are
+    kept (not docstrings, licence headers or constants), so the few tokens they take stay the same
+    while the user types anywhere below them."""
+    out: list[str] = []
+    depth, continued = 0, False
+    for line in text.splitlines()[:max_lines]:
+        if not (depth > 0 or continued or _IMPORT.match(line)):
+            continue
+        out.append(line + "\n")
+        depth = max(0, depth + sum(map(line.count, _OPENERS)) - sum(map(line.count, _CLOSERS)))
+        continued = line.rstrip().endswith("\\")
+    return "".join(out)
 
 
 class WindowStarts:

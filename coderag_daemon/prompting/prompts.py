@@ -8,7 +8,8 @@ selections is tokenized with ``special=False``, so a file containing ``<|file_se
 Three layouts, chosen from the vocabulary:
 
 - ``qwen-repo``: Qwen2.5-Coder's repository form, ``<|repo_name|>name`` then ``<|file_sep|>path``
-  per file, the request as ``<|file_sep|>path<|fim_prefix|>..<|fim_suffix|>..<|fim_middle|>``;
+  per file, the request with the suffix first:
+  ``<|file_sep|>path<|fim_prefix|><|fim_suffix|>suffix<|fim_middle|>prefix`` (see `PromptOptions.suffix_first`);
 - ``fim``: other fill-in-the-middle vocabularies (CodeLlama, StarCoder, DeepSeek): files as text
   under a path comment, the request as PRE prefix SUF suffix MID with the vocabulary's own ids;
 - ``plain``: no FIM tokens: files as text, the request is the current file's prefix to continue.
@@ -120,16 +121,26 @@ class PromptOptions:
     """Text before the cursor: whole lines, the nearest kept. A safety net for very long lines: the
     cursor window (completion.py) normally decides, and keeps its first line stable while typing."""
     suffix_tokens: int = 96
-    """Text after the cursor: whole lines, the nearest kept. Reprocessed on every keystroke."""
+    """Text after the cursor: whole lines, the nearest kept."""
+    head_tokens: int = 256
+    """The file's imports above the cursor window (completion.file_head): whole lines, the first
+    kept. Taken from `prefix_tokens`, so a request needs no more room than before."""
+    suffix_first: bool = True
+    """qwen-repo puts the suffix before the prefix. Measured on real commits (docs/BENCHMARKS.md,
+    "Experiments on the prompt") it doubles the lines the model gets exactly right, and typing then
+    only appends to the request, since the text after the cursor stays the same. False gives the
+    prefix-first order llama-server's ``/infill`` sends, which the benchmarks' peers use."""
     chat_tokens: int = 1024
     """Conversation text of a chat tail; older turns go first, then the middle of the longest."""
     retrieval_tokens: int = default_of("retrieval_tokens")
     """Code retrieved from the workspace index into a chat tail (0: none)."""
 
     def __post_init__(self) -> None:
-        for name in ("prefix_tokens", "suffix_tokens", "chat_tokens"):
+        for name in ("prefix_tokens", "suffix_tokens", "head_tokens", "chat_tokens"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive number of tokens, got {getattr(self, name)}")
+        if self.head_tokens >= self.prefix_tokens:
+            raise ValueError(f"head_tokens ({self.head_tokens}) must be below prefix_tokens ({self.prefix_tokens})")
         if self.retrieval_tokens < 0:
             raise ValueError(f"retrieval_tokens must not be negative, got {self.retrieval_tokens}")
 
@@ -143,6 +154,7 @@ class PromptOptions:
         return cls(
             prefix_tokens=min(default.prefix_tokens, n_ctx // 4),
             suffix_tokens=min(default.suffix_tokens, n_ctx // 32),
+            head_tokens=min(default.head_tokens, n_ctx // 32),
             chat_tokens=min(default.chat_tokens, n_ctx // 8),
             retrieval_tokens=min(retrieval_tokens, n_ctx // 8),
         )
@@ -192,15 +204,19 @@ class PromptLayout:
 
     # --- request tails ------------------------------------------------------------------------
 
-    def completion_tail(self, path: str, prefix: str, suffix: str, definitions: str = "") -> list[int]:
+    def completion_tail(self, path: str, prefix: str, suffix: str, definitions: str = "", head: str = "") -> list[int]:
         """The request for a completion at the cursor between `prefix` and `suffix` in `path`, after
         `definitions` (signatures of names used near the cursor, prompting/definitions.py) shown as a
-        stub file of their own.
+        stub file of their own. `head`, the file's imports above the cursor window
+        (completion.file_head), opens the file's text, where the model has seen imports written.
 
-        Both are cut to their token budgets at line boundaries, keeping the lines nearest the cursor.
-        The ``plain`` layout has no way to show the suffix and drops it.
+        Prefix and suffix are cut to their token budgets at line boundaries, keeping the lines
+        nearest the cursor; the head keeps its first whole lines, and the prefix has the rest of its
+        budget. The ``plain`` layout has no way to
+        show the suffix and drops it.
         """
-        before = _last_lines(self.tokenizer, prefix, self.options.prefix_tokens)
+        before = _first_lines(self.tokenizer, head, self.options.head_tokens, whole=True) if head else []
+        before += _last_lines(self.tokenizer, prefix, self.options.prefix_tokens - len(before))
         stubs = self.file_segment(DEFINITIONS_PATH, definitions) if definitions else []
         if self.family == "plain":
             return [*stubs, *self._text(_header(path)), *before]
@@ -208,6 +224,8 @@ class PromptLayout:
         sp = self._special
         if self.family == "qwen-repo":
             lead = [self.file_sep, *self._text(f"{path}\n"), sp.fim_prefix]
+            if self.options.suffix_first:
+                return [*stubs, *lead, sp.fim_suffix, *after, sp.fim_middle, *before]
         else:
             lead = [sp.fim_prefix, *self._text(_header(path))]
         return [*stubs, *lead, *before, sp.fim_suffix, *after, sp.fim_middle]
@@ -444,9 +462,9 @@ def _last_lines(tok: Tokenizer, text: str, budget: int) -> list[int]:
     return tok.tokenize("".join(lines[start:]))[-budget:]
 
 
-def _first_lines(tok: Tokenizer, text: str, budget: int) -> list[int]:
-    """Tokens of the longest head of `text` made of whole lines within `budget` (the cursor's line
-    is kept even when alone it is too long: then its first `budget` tokens)."""
+def _first_lines(tok: Tokenizer, text: str, budget: int, whole: bool = False) -> list[int]:
+    """Tokens of the longest head of `text` made of whole lines within `budget` (the first line is
+    kept even when alone it is too long: then its first `budget` tokens; none of it when `whole`)."""
     lines = text.splitlines(keepends=True)
     end, used = 0, 0
     while end < len(lines):
@@ -454,7 +472,7 @@ def _first_lines(tok: Tokenizer, text: str, budget: int) -> list[int]:
         if used > budget:
             break
         end += 1
-    return tok.tokenize("".join(lines[: max(end, 1)]))[:budget]
+    return tok.tokenize("".join(lines[: end if whole else max(end, 1)]))[:budget]
 
 
 def _fit_turns(turns: list[tuple[str, list[int]]], budget: int) -> list[tuple[str, list[int]]]:

@@ -143,7 +143,8 @@ def _completion_tail(project: Project, doc: Document, window: Window, definition
     layout = project.layout()
     healed = layout.healed_text(window.prefix)
     prefix = window.prefix[: len(window.prefix) - len(healed)]
-    return layout.completion_tail(project.display_path(doc), prefix, window.suffix, definitions), healed
+    tail = layout.completion_tail(project.display_path(doc), prefix, window.suffix, definitions, window.head)
+    return tail, healed
 
 
 def within_reach(segments: list[list[int]], kept: int, wait: int) -> tuple[list[list[int]], int]:

@@ -8,6 +8,7 @@ from coderag_daemon.prompting.completion import (
     Window,
     WindowStarts,
     cursor_window,
+    file_head,
     trim_suffix_overlap,
 )
 
@@ -73,6 +74,39 @@ def test_a_kept_start_gives_way_when_the_cursor_moves_far() -> None:
 def test_window_at_edges() -> None:
     assert cursor_window("abc", 0) == Window("", "abc")
     assert cursor_window("abc", 3) == Window("abc", "")
+
+
+def test_the_file_head_keeps_whole_import_statements_in_order() -> None:
+    text = (
+        '"""Docs that mention import here."""\n'
+        "from __future__ import annotations\n"
+        "\n"
+        "import os, \\\n"
+        "    sys\n"
+        "from .a import (\n"
+        "    b,\n"
+        "    c,\n"
+        ")\n"
+        "X = 1  # import nothing\n"
+        "def f():\n"
+        "    import json\n"
+        "#include <stdio.h>\n"
+        "const fs = require('fs');\n"
+        "use std::io;\n"
+    )
+    assert file_head(text) == (
+        "from __future__ import annotations\nimport os, \\\n    sys\nfrom .a import (\n    b,\n    c,\n)\n"
+        "#include <stdio.h>\nconst fs = require('fs');\nuse std::io;\n"
+    )
+    assert file_head("import a\n" + "x = 1\n" * 200 + "import late\n") == "import a\n"  # the first lines only
+    assert file_head("") == ""
+
+
+def test_the_window_carries_the_imports_it_no_longer_shows() -> None:
+    text = "import os\nfrom a import b\n" + _lines(200)
+    assert cursor_window(text, len(text)).head == "import os\nfrom a import b\n"
+    short = "import os\nx = 1\n"
+    assert cursor_window(short, len(short)) == Window(short, "")  # the window shows them itself
 
 
 def test_mid_line_completes_the_line_only() -> None:

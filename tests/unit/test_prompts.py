@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 
 import pytest
@@ -140,13 +141,20 @@ def test_file_text_cannot_forge_control_tokens(tiny: Model, layout: PromptLayout
 # --- completion tail ----------------------------------------------------------------------------
 
 
-def test_qwen_completion_tail(tiny: Model, layout: PromptLayout) -> None:
+def test_qwen_completion_tail_puts_the_suffix_first(tiny: Model, layout: PromptLayout) -> None:
     sep, pre, suf, mid = ids(tiny, "<|file_sep|>", "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>")
     prefix, suffix = "def f(x):\n    return ", "\n\nprint(f(2))\n"
+    lead = [sep, *tiny.tokenize("src/m.py\n"), pre]
     assert layout.completion_tail("src/m.py", prefix, suffix) == [
-        sep,
-        *tiny.tokenize("src/m.py\n"),
-        pre,
+        *lead,
+        suf,
+        *tiny.tokenize(suffix),
+        mid,
+        *tiny.tokenize(prefix),
+    ]
+    peers = detect_layout(tiny, PromptOptions(suffix_first=False))  # llama-server's /infill order
+    assert peers.completion_tail("src/m.py", prefix, suffix) == [
+        *lead,
         *tiny.tokenize(prefix),
         suf,
         *tiny.tokenize(suffix),
@@ -154,25 +162,55 @@ def test_qwen_completion_tail(tiny: Model, layout: PromptLayout) -> None:
     ]
 
 
+def test_typing_only_appends_to_the_qwen_tail() -> None:
+    """The suffix first: what the user types extends the request (only its last token may merge
+    with the next character), so the cache keeps the rest."""
+    tok = CharTokenizer()
+    layout = detect_layout(tok)
+    suffix = "\n    return y\n"
+    typed = "def f(x):\n    y = x"
+    tails = [layout.completion_tail("a.py", typed[:n], suffix, head="import os\n") for n in range(10, len(typed))]
+    for shorter, longer in itertools.pairwise(tails):
+        assert longer[: len(shorter) - 1] == shorter[:-1]
+
+
+def test_the_file_head_opens_the_prefix_within_its_budget() -> None:
+    tok = CharTokenizer()
+    layout = detect_layout(tok, PromptOptions(head_tokens=30))
+    head = "import os\nimport sys\nfrom a import (\n    b,\n)\n"
+    text = tok.detokenize(layout.completion_tail("a.py", "x = ", "\n", head=head))
+    assert text.endswith("<|fim_middle|>import os\nimport sys\nx = ")  # whole lines only: 20 of 30
+    long_line = "from m import " + "n, " * 40 + "\n"
+    text = tok.detokenize(layout.completion_tail("a.py", "x = ", "\n", head=long_line))
+    assert text.endswith("<|fim_middle|>x = ")  # no part of a line
+    tight = detect_layout(tok, PromptOptions(prefix_tokens=40, head_tokens=30))
+    text = tok.detokenize(
+        tight.completion_tail("a.py", "".join(f"line{i}\n" for i in range(9)) + "x = ", "", head=head)
+    )
+    assert text.endswith("<|fim_middle|>import os\nimport sys\nline7\nline8\nx = ")  # 20 of the prefix's 40
+    with pytest.raises(ValueError, match="head_tokens"):
+        PromptOptions(prefix_tokens=30, head_tokens=30)
+
+
 def test_windows_keep_whole_lines_nearest_the_cursor() -> None:
     tok = CharTokenizer()
-    layout = detect_layout(tok, PromptOptions(prefix_tokens=25, suffix_tokens=12))
+    layout = detect_layout(tok, PromptOptions(prefix_tokens=25, suffix_tokens=12, head_tokens=5))
     prefix = "".join(f"line{i:02}\n" for i in range(40)) + "cur"  # 7 tokens a line
     suffix = "sor\n" + "".join(f"next{i:02}\n" for i in range(40))
     text = tok.detokenize(layout.completion_tail("a.py", prefix, suffix))
-    before, after = text.split("<|fim_prefix|>")[1].split("<|fim_suffix|>")
+    after, before = text.split("<|fim_suffix|>")[1].split("<|fim_middle|>")
     assert before == "line37\nline38\nline39\ncur"
-    assert after == "sor\nnext00\n<|fim_middle|>"
+    assert after == "sor\nnext00\n"
 
 
 def test_a_window_over_its_budget_keeps_its_first_line_while_typing() -> None:
     tok = CharTokenizer()
-    layout = detect_layout(tok, PromptOptions(prefix_tokens=700, suffix_tokens=12))
+    layout = detect_layout(tok, PromptOptions(prefix_tokens=700, suffix_tokens=12, head_tokens=5))
     firsts = set()
     for typed in range(200, 211):  # eleven new lines typed at the end of a window of 7-token lines
         prefix = "".join(f"ln{i:04}\n" for i in range(typed)) + "cur"
         tail = tok.detokenize(layout.completion_tail("a.py", prefix, ""))
-        before = tail.split("<|fim_prefix|>")[1].split("<|fim_suffix|>")[0]
+        before = tail.split("<|fim_middle|>")[1]
         assert len(before) <= 700 and before.endswith("cur")
         firsts.add(before.split("\n", 1)[0])
     assert firsts == {"ln0112"}  # cutting just enough would have moved it on every line
@@ -180,14 +218,15 @@ def test_a_window_over_its_budget_keeps_its_first_line_while_typing() -> None:
 
 def test_a_cursor_line_longer_than_the_window_is_cut_away_from_the_cursor() -> None:
     tok = CharTokenizer()
-    layout = detect_layout(tok, PromptOptions(prefix_tokens=10, suffix_tokens=5))
+    layout = detect_layout(tok, PromptOptions(prefix_tokens=10, suffix_tokens=5, head_tokens=5))
     text = tok.detokenize(layout.completion_tail("a.py", "x\n" + "a" * 50 + "END", "BEGIN" + "b" * 50))
-    assert text.endswith("<|fim_prefix|>aaaaaaaEND<|fim_suffix|>BEGIN<|fim_middle|>")
+    assert text.endswith("<|fim_prefix|><|fim_suffix|>BEGIN<|fim_middle|>aaaaaaaEND")
 
 
 def test_empty_windows(layout: PromptLayout, tiny: Model) -> None:
     sep, pre, suf, mid = ids(tiny, "<|file_sep|>", "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>")
     assert layout.completion_tail("a.py", "", "") == [sep, *tiny.tokenize("a.py\n"), pre, suf, mid]
+    assert layout.completion_tail("a.py", "", "", head="") == layout.completion_tail("a.py", "", "")
 
 
 # --- chat tail ----------------------------------------------------------------------------------

@@ -26,13 +26,12 @@ from typing import Any
 from lsprotocol import types
 
 from .. import default_model
-from ..engine import Model
 from ..engine.cache import common_prefix
 from ..prompting.completion import WindowStarts
-from ..prompting.prompts import PromptOptions, detect_layout
 from ..workspace.documents import path_to_uri
 from . import quiet
 from .editor_session import SAMPLE, Session
+from .sides import tokenizer_layout
 
 FILES = [
     "tasktrack/models.py",
@@ -135,8 +134,7 @@ async def _run(args: argparse.Namespace) -> int:
     work = Path(tempfile.mkdtemp(prefix="coderag-bench-"))
     root = work / "tasktrack"
     shutil.copytree(SAMPLE, root, ignore=shutil.ignore_patterns("QUESTIONS.json", "__pycache__"))
-    tokenizer = Model(model_path)
-    layout = detect_layout(tokenizer, PromptOptions(suffix_first=False))  # the peers' request order
+    tokenizer, layout = tokenizer_layout(Path(model_path))  # the peers' request order
     s = Session()
     # room for all six files and their growth: no file leaves the context during the session (the
     # fixed-order client keeps them all too); evicting the first file would reprocess everything.

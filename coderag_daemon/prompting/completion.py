@@ -64,7 +64,7 @@ def file_head(text: str, max_lines: int = 128) -> str:
     while the user types anywhere below them."""
     out: list[str] = []
     depth, continued = 0, False
-    for line in text.splitlines()[:max_lines]:
+    for line in text[: _nth(text, "\n", max_lines)].splitlines()[:max_lines]:  # not the whole file
         if not (depth > 0 or continued or _IMPORT.match(line)):
             continue
         out.append(line + "\n")

@@ -212,8 +212,7 @@ class PromptLayout:
 
         Prefix and suffix are cut to their token budgets at line boundaries, keeping the lines
         nearest the cursor; the head keeps its first whole lines, and the prefix has the rest of its
-        budget. The ``plain`` layout has no way to
-        show the suffix and drops it.
+        budget. The ``plain`` layout has no way to show the suffix and drops it.
         """
         before = _first_lines(self.tokenizer, head, self.options.head_tokens, whole=True) if head else []
         before += _last_lines(self.tokenizer, prefix, self.options.prefix_tokens - len(before))

@@ -110,18 +110,21 @@ async def test_completing_after_a_chat_keeps_the_cursor_window_until_an_edit_set
     files = (await request(client, "coderag/context", {}))["files"]
     config_end = files[0]["start"] + files[0]["tokens"]
     assert [f["cached"] for f in files] == [True, True]  # the chat holds every file
-    await client.text_document_inline_completion_async(inline_params(uri, 12, 0))
+    # a key typed at the same cursor (a cursor elsewhere changes the text after it, which the
+    # request puts first: the whole window would be reprocessed whatever the chat did)
+    edit(client, uri, 2, 10, 0, "#")
+    await client.text_document_inline_completion_async(inline_params(uri, 10, 1))
     after_chat = await until(lambda: request_figures(3), what="the third request's figures")
     assert after_chat["kind"] == "completion"
     # the chat ran on its own sequence: the completion's window up to the old cursor is still cached
     # (with one sequence only config.py would be, and the window would be decoded again)
     assert after_chat["tokensKept"] > config_end + 50, (after_chat, config_end)
-    assert after_chat["restoreKind"] == "truncate"
+    assert after_chat["restoreKind"] == "none"  # the typed key only extends the cached request
 
     # an edit that settles frees the chat's cells: only the completion's context stays cached
     with_chat = (await until(lambda: [s for s in client.recorder.status if s["state"] == "ready"], what="ready"))[-1]
     seen = len(client.recorder.status)
-    edit(client, uri, 2, 12, 0, "x = 1\n")
+    edit(client, uri, 3, 12, 0, "x = 1\n")
     preloaded = await until(
         lambda: [
             s

@@ -66,7 +66,10 @@ def run(args: argparse.Namespace) -> int:
         edited = "\n".join([*lines[:line_no], indent, *lines[line_no + 1 :]])
         offset = sum(len(ln) + 1 for ln in lines[:line_no]) + len(indent)
         window = cursor_window(edited, offset)
-        target = [*files, layout.completion_tail(EDITED, window.prefix, window.suffix, head=window.head)]
+        target = [
+            *files,
+            layout.completion_tail(EDITED, window.prefix, window.suffix, head=window.head, near=window.near),
+        ]
         rule = StopRule.at(window)
         base = GenerationOptions(max_tokens=args.max_tokens, stop_tokens=layout.stop_tokens)
         spec = GenerationOptions(max_tokens=args.max_tokens, stop_tokens=layout.stop_tokens, speculative=True)

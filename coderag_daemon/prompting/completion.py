@@ -21,10 +21,20 @@ class Window:
     first_line: int = 0  # the document line the prefix starts on
     head: str = ""
     """The file's import lines above `first_line` (see `file_head`): the window no longer shows them."""
+    near: int = 0
+    """Where in `prefix` the lines nearest the cursor start (see `cursor_window`)."""
 
 
 def cursor_window(
-    text: str, offset: int, prefix_lines: int = 64, suffix_lines: int = 4, anchor: int = 32, kept: int | None = None
+    text: str,
+    offset: int,
+    prefix_lines: int = 64,
+    suffix_lines: int = 4,
+    anchor: int = 32,
+    kept: int | None = None,
+    near_lines: int = 8,
+    kept_near: int | None = None,
+    near_growth: int = 32,
 ) -> Window:
     """The text around the cursor that goes in the request tail: at least `prefix_lines` whole lines
     above the cursor's line and `suffix_lines` below.
@@ -36,6 +46,16 @@ def cursor_window(
     otherwise pull the grid line back and change the whole window. The suffix is short: a layout
     that puts it after the prefix reprocesses it on every keystroke, and one that puts it first
     (qwen-repo's) reprocesses everything after it whenever the cursor moves to other text.
+
+    So the window also marks where its lines nearest the cursor start (`Window.near`): at least
+    `near_lines` above the cursor's line, on a multiple of `near_lines`. A suffix-first layout puts
+    only those after the suffix; the lines above them go before it, and stay cached while the
+    cursor moves within the same few lines. `kept_near`, the line the previous window's near lines
+    began on, is used instead while it leaves between `near_lines // 2` and `near_lines +
+    near_growth` lines above the cursor: lines the user types join the near lines rather than move
+    them, which would reprocess the suffix and all of them every `near_lines` lines, and a cursor
+    back on a line or two above a fresh start (a line opened, then the one above edited; a preload
+    aims at the line after an edit) keeps it too.
     """
     before, after = text[:offset], text[offset:]
     cursor_line = before.count("\n")
@@ -43,8 +63,13 @@ def cursor_window(
     if kept is not None and prefix_lines - anchor <= cursor_line - kept < prefix_lines + anchor:
         first = kept
     start = _nth(before, "\n", first) if first else 0
+    prefix = before[start:]
     end = _nth(after, "\n", suffix_lines + 1)
-    return Window(before[start:], after[:end], first, file_head(before[:start]))
+    near_line = (cursor_line - near_lines) // near_lines * near_lines
+    if kept_near is not None and near_lines // 2 <= cursor_line - kept_near < near_lines + near_growth:
+        near_line = kept_near
+    near = _nth(prefix, "\n", near_line - first) if near_line > first else 0
+    return Window(prefix, after[:end], first, file_head(before[:start]), near)
 
 
 _IMPORT = re.compile(
@@ -74,10 +99,11 @@ def file_head(text: str, max_lines: int = 128) -> str:
 
 
 class WindowStarts:
-    """The line each document's last cursor window began on, followed through edits above it, so the
-    next window of that document starts on the same text whenever it still fits (see `cursor_window`).
+    """The lines each document's last cursor window and its near lines began on, followed through
+    edits above them, so the next window of that document starts on the same text whenever it
+    still fits (see `cursor_window`).
 
-    The line is found again by its text (three lines, searched outwards from where it was), so lines
+    A line is found again by its text (three lines, searched outwards from where it was), so lines
     added or deleted above the window move the anchor with them instead of changing the window.
     """
 
@@ -85,24 +111,29 @@ class WindowStarts:
 
     def __init__(self, search_lines: int = 96) -> None:
         self._search = search_lines
-        self._last: dict[str, tuple[int, list[str]]] = {}
+        self._last: dict[str, tuple[tuple[int, list[str]], tuple[int, list[str]]]] = {}
 
     def window(self, uri: str, text: str, offset: int) -> Window:
         lines = text.split("\n")
-        window = cursor_window(text, offset, kept=self._find(uri, lines))
-        self._last[uri] = (window.first_line, lines[window.first_line : window.first_line + self.KEY_LINES])
+        first, near = self._last.get(uri, (None, None))
+        window = cursor_window(text, offset, kept=self._find(first, lines), kept_near=self._find(near, lines))
+        near_line = window.first_line + window.prefix.count("\n", 0, window.near)
+        self._last[uri] = (self._key(window.first_line, lines), self._key(near_line, lines))
         return window
 
     def forget(self, uri: str) -> None:
         self._last.pop(uri, None)
 
-    def _find(self, uri: str, lines: list[str]) -> int | None:
-        if uri not in self._last:
+    def _key(self, line: int, lines: list[str]) -> tuple[int, list[str]]:
+        return line, lines[line : line + self.KEY_LINES]
+
+    def _find(self, anchor: tuple[int, list[str]] | None, lines: list[str]) -> int | None:
+        if anchor is None:
             return None
-        line, key = self._last[uri]
+        line, key = anchor
         for distance in range(self._search + 1):
             for candidate in (line - distance, line + distance):  # the nearer one above first
-                if 0 < candidate < len(lines) and lines[candidate : candidate + len(key)] == key:
+                if 0 <= candidate < len(lines) and lines[candidate : candidate + len(key)] == key:
                     return candidate
         return None
 

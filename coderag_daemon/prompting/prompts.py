@@ -8,8 +8,9 @@ selections is tokenized with ``special=False``, so a file containing ``<|file_se
 Three layouts, chosen from the vocabulary:
 
 - ``qwen-repo``: Qwen2.5-Coder's repository form, ``<|repo_name|>name`` then ``<|file_sep|>path``
-  per file, the request with the suffix first:
-  ``<|file_sep|>path<|fim_prefix|><|fim_suffix|>suffix<|fim_middle|>prefix`` (see `PromptOptions.suffix_first`);
+  per file, the request with the suffix before the lines nearest the cursor:
+  ``<|file_sep|>path<|fim_prefix|>imports, lines above<|fim_suffix|>suffix<|fim_middle|>lines near``
+  (see `PromptOptions.suffix_first`);
 - ``fim``: other fill-in-the-middle vocabularies (CodeLlama, StarCoder, DeepSeek): files as text
   under a path comment, the request as PRE prefix SUF suffix MID with the vocabulary's own ids;
 - ``plain``: no FIM tokens: files as text, the request is the current file's prefix to continue.
@@ -126,10 +127,11 @@ class PromptOptions:
     """The file's imports above the cursor window (completion.file_head): whole lines, the first
     kept. Taken from `prefix_tokens`, so a request needs no more room than before."""
     suffix_first: bool = True
-    """qwen-repo puts the suffix before the prefix. Measured on real commits (docs/BENCHMARKS.md,
-    "Experiments on the prompt") it doubles the lines the model gets exactly right, and typing then
-    only appends to the request, since the text after the cursor stays the same. False gives the
-    prefix-first order llama-server's ``/infill`` sends, which the benchmarks' peers use."""
+    """qwen-repo puts the suffix before the prefix's lines nearest the cursor (`completion_tail`).
+    Measured on real commits (docs/BENCHMARKS.md, "Experiments on the prompt") it doubles the lines
+    the model gets exactly right, and typing then only appends to the request, since the text after
+    the cursor stays the same. False gives the prefix-first order llama-server's ``/infill`` sends,
+    which the benchmarks' peers use."""
     chat_tokens: int = 1024
     """Conversation text of a chat tail; older turns go first, then the middle of the longest."""
     retrieval_tokens: int = default_of("retrieval_tokens")
@@ -204,7 +206,9 @@ class PromptLayout:
 
     # --- request tails ------------------------------------------------------------------------
 
-    def completion_tail(self, path: str, prefix: str, suffix: str, definitions: str = "", head: str = "") -> list[int]:
+    def completion_tail(
+        self, path: str, prefix: str, suffix: str, definitions: str = "", head: str = "", near: int = 0
+    ) -> list[int]:
         """The request for a completion at the cursor between `prefix` and `suffix` in `path`, after
         `definitions` (signatures of names used near the cursor, prompting/definitions.py) shown as a
         stub file of their own. `head`, the file's imports above the cursor window
@@ -213,21 +217,31 @@ class PromptLayout:
         Prefix and suffix are cut to their token budgets at line boundaries, keeping the lines
         nearest the cursor; the head keeps its first whole lines, and the prefix has the rest of its
         budget. The ``plain`` layout has no way to show the suffix and drops it.
+
+        With `PromptOptions.suffix_first`, qwen-repo asks
+        ``<|fim_prefix|>head, prefix[:near]<|fim_suffix|>suffix<|fim_middle|>prefix[near:]``: the
+        form the model learned, with the lines nearest the cursor as the start of the middle it is
+        writing. Typing extends the request, and moving the cursor among those lines reprocesses
+        only the suffix and them, not the whole window.
         """
-        before = _first_lines(self.tokenizer, head, self.options.head_tokens, whole=True) if head else []
-        before += _last_lines(self.tokenizer, prefix, self.options.prefix_tokens - len(before))
+        tok, budget = self.tokenizer, self.options.prefix_tokens
+        opening = _first_lines(tok, head, self.options.head_tokens, whole=True) if head else []
         stubs = self.file_segment(DEFINITIONS_PATH, definitions) if definitions else []
+        split = self.family == "qwen-repo" and self.options.suffix_first
+        closing = _last_lines(tok, prefix[near:] if split else prefix, budget - len(opening))
+        if split and near and budget > len(opening) + len(closing):
+            opening += _last_lines(tok, prefix[:near], budget - len(opening) - len(closing))
         if self.family == "plain":
-            return [*stubs, *self._text(_header(path)), *before]
-        after = _first_lines(self.tokenizer, suffix, self.options.suffix_tokens)
+            return [*stubs, *self._text(_header(path)), *opening, *closing]
+        after = _first_lines(tok, suffix, self.options.suffix_tokens)
         sp = self._special
         if self.family == "qwen-repo":
             lead = [self.file_sep, *self._text(f"{path}\n"), sp.fim_prefix]
-            if self.options.suffix_first:
-                return [*stubs, *lead, sp.fim_suffix, *after, sp.fim_middle, *before]
+            if split:
+                return [*stubs, *lead, *opening, sp.fim_suffix, *after, sp.fim_middle, *closing]
         else:
             lead = [sp.fim_prefix, *self._text(_header(path))]
-        return [*stubs, *lead, *before, sp.fim_suffix, *after, sp.fim_middle]
+        return [*stubs, *lead, *opening, *closing, sp.fim_suffix, *after, sp.fim_middle]
 
     def healed_text(self, prefix: str) -> str:
         """The end of `prefix` a completion prompt leaves out, for the model to write again (token

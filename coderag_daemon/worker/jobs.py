@@ -143,7 +143,9 @@ def _completion_tail(project: Project, doc: Document, window: Window, definition
     layout = project.layout()
     healed = layout.healed_text(window.prefix)
     prefix = window.prefix[: len(window.prefix) - len(healed)]
-    tail = layout.completion_tail(project.display_path(doc), prefix, window.suffix, definitions, window.head)
+    tail = layout.completion_tail(
+        project.display_path(doc), prefix, window.suffix, definitions, window.head, window.near
+    )
     return tail, healed
 
 

@@ -71,6 +71,39 @@ def test_a_kept_start_gives_way_when_the_cursor_moves_far() -> None:
     assert starts.window("u", text, text.index("line200\n")).first_line == 128
 
 
+def test_the_near_lines_start_on_a_grid_line_the_cursor_can_move_below() -> None:
+    text = _lines(300)
+    near_starts = set()
+    for cursor_line in range(120, 128):  # typing or moving over eight lines
+        window = cursor_window(text, text.index(f"line{cursor_line}\n") + 2, near_lines=8)
+        assert window.first_line == 32
+        near_starts.add(window.prefix[window.near :].split("\n", 1)[0])
+    assert near_starts == {"line112"}
+    window = cursor_window(text, text.index("line128\n"), near_lines=8)
+    assert window.prefix[window.near :].startswith("line120\n")  # the next grid line: 8 lines at least
+    assert cursor_window(text, text.index("line12\n"), near_lines=8).near == 0  # the window is all near
+    assert cursor_window(text, text.index("line5\n"), near_lines=8).near == 0
+
+
+def test_typed_lines_join_the_near_lines_until_there_are_too_many() -> None:
+    starts = WindowStarts()
+    near_starts = []
+    for typed in range(40):  # the user types forty lines at line 120
+        text = _lines(120) + "".join(f"new{j}\n" for j in range(typed)) + _lines(300)[len(_lines(120)) :]
+        window = starts.window("u", text, text.index("line120\n"))
+        near_starts.append(window.prefix[window.near :].split("\n", 1)[0])
+    assert near_starts[:32] == ["line112"] * 32  # 8 to 39 lines above the cursor: kept
+    assert near_starts[32:] == ["new24"] * 8  # then the grid line again: line 144, 8 lines up at least
+    text = _lines(300)
+    starts.window("u", text, text.index("line120\n"))
+    back = starts.window("u", text, text.index("line117\n"))  # a few lines up: still 4 lines below
+    assert back.prefix[back.near :].startswith("line112\n")
+    above = starts.window("u", text, text.index("line115\n"))  # above the kept near lines' 4
+    assert above.prefix[above.near :].startswith("line104\n")
+    starts.window("v", text, text.index("line12\n"))  # near the top the whole window is near
+    assert starts.window("v", text, text.index("line17\n")).near == 0  # and stays so while typing
+
+
 def test_window_at_edges() -> None:
     assert cursor_window("abc", 0) == Window("", "abc")
     assert cursor_window("abc", 3) == Window("abc", "")

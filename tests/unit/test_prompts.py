@@ -152,14 +152,42 @@ def test_qwen_completion_tail_puts_the_suffix_first(tiny: Model, layout: PromptL
         mid,
         *tiny.tokenize(prefix),
     ]
-    peers = detect_layout(tiny, PromptOptions(suffix_first=False))  # llama-server's /infill order
-    assert peers.completion_tail("src/m.py", prefix, suffix) == [
+    near = prefix.index("    return")  # the lines above the nearest ones go before the suffix
+    assert layout.completion_tail("src/m.py", prefix, suffix, near=near) == [
         *lead,
-        *tiny.tokenize(prefix),
+        *tiny.tokenize(prefix[:near]),
         suf,
         *tiny.tokenize(suffix),
         mid,
+        *tiny.tokenize(prefix[near:]),
     ]
+    peers = detect_layout(tiny, PromptOptions(suffix_first=False))  # llama-server's /infill order
+    for split in (0, near):
+        assert peers.completion_tail("src/m.py", prefix, suffix, near=split) == [
+            *lead,
+            *tiny.tokenize(prefix),
+            suf,
+            *tiny.tokenize(suffix),
+            mid,
+        ]
+
+
+def test_moving_the_cursor_among_the_near_lines_keeps_the_lines_above_cached() -> None:
+    """A move within the lines nearest the cursor changes the request only from the suffix on; the
+    window's other lines, before it, stay as they were."""
+    tok = CharTokenizer()
+    layout = detect_layout(tok)
+    text = "".join(f"line{i:02}\n" for i in range(40))
+    near = text.index("line32")
+    tails = [
+        layout.completion_tail("a.py", text[:cursor], text[cursor:], head="import os\n", near=near)
+        for cursor in (text.index("line34"), text.index("line38") + 3, len(text))
+    ]
+    cached = tails[0].index(tok.special.fim_suffix)
+    assert tok.detokenize(tails[0][:cached]).endswith("<|fim_prefix|>import os\n" + text[:near])
+    for other in tails[1:]:
+        assert other[: cached + 1] == tails[0][: cached + 1]
+    assert tok.detokenize(tails[1]).split("<|fim_middle|>")[1] == "line32\nline33\nline34\nline35\nline36\nline37\nlin"
 
 
 def test_typing_only_appends_to_the_qwen_tail() -> None:
@@ -179,15 +207,17 @@ def test_the_file_head_opens_the_prefix_within_its_budget() -> None:
     layout = detect_layout(tok, PromptOptions(head_tokens=30))
     head = "import os\nimport sys\nfrom a import (\n    b,\n)\n"
     text = tok.detokenize(layout.completion_tail("a.py", "x = ", "\n", head=head))
-    assert text.endswith("<|fim_middle|>import os\nimport sys\nx = ")  # whole lines only: 20 of 30
+    assert text.endswith("<|fim_prefix|>import os\nimport sys\n<|fim_suffix|>\n<|fim_middle|>x = ")  # 20 of 30
     long_line = "from m import " + "n, " * 40 + "\n"
     text = tok.detokenize(layout.completion_tail("a.py", "x = ", "\n", head=long_line))
-    assert text.endswith("<|fim_middle|>x = ")  # no part of a line
-    tight = detect_layout(tok, PromptOptions(prefix_tokens=40, head_tokens=30))
-    text = tok.detokenize(
-        tight.completion_tail("a.py", "".join(f"line{i}\n" for i in range(9)) + "x = ", "", head=head)
+    assert text.endswith("<|fim_prefix|><|fim_suffix|>\n<|fim_middle|>x = ")  # no part of a line
+    tight = detect_layout(tok, PromptOptions(prefix_tokens=50, head_tokens=30))
+    prefix = "".join(f"line{i}\n" for i in range(9)) + "x = "
+    text = tok.detokenize(tight.completion_tail("a.py", prefix, "", head=head, near=prefix.index("line8")))
+    # of the prefix's 50: the head's 20, the near lines' 10, then what is left for the lines above them
+    assert text.endswith(
+        "<|fim_prefix|>import os\nimport sys\nline5\nline6\nline7\n<|fim_suffix|><|fim_middle|>line8\nx = "
     )
-    assert text.endswith("<|fim_middle|>import os\nimport sys\nline7\nline8\nx = ")  # 20 of the prefix's 40
     with pytest.raises(ValueError, match="head_tokens"):
         PromptOptions(prefix_tokens=30, head_tokens=30)
 

@@ -59,15 +59,13 @@ def cursor_window(
     """
     before, after = text[:offset], text[offset:]
     cursor_line = before.count("\n")
-    first = max(0, (cursor_line - prefix_lines) // anchor * anchor)
-    if kept is not None and prefix_lines - anchor <= cursor_line - kept < prefix_lines + anchor:
-        first = kept
+    first = _start_line(cursor_line, prefix_lines, anchor, kept, range(prefix_lines - anchor, prefix_lines + anchor))
     start = _nth(before, "\n", first) if first else 0
     prefix = before[start:]
     end = _nth(after, "\n", suffix_lines + 1)
-    near_line = (cursor_line - near_lines) // near_lines * near_lines
-    if kept_near is not None and near_lines // 2 <= cursor_line - kept_near < near_lines + near_growth:
-        near_line = kept_near
+    near_line = _start_line(
+        cursor_line, near_lines, near_lines, kept_near, range(near_lines // 2, near_lines + near_growth)
+    )
     near = _nth(prefix, "\n", near_line - first) if near_line > first else 0
     return Window(prefix, after[:end], first, file_head(before[:start]), near)
 
@@ -136,6 +134,14 @@ class WindowStarts:
                 if 0 <= candidate < len(lines) and lines[candidate : candidate + len(key)] == key:
                     return candidate
         return None
+
+
+def _start_line(cursor_line: int, above: int, step: int, kept: int | None, keep: range) -> int:
+    """Where a part of the window starts: `kept` while the cursor's line is `keep` lines below it,
+    otherwise the multiple of `step` at least `above` lines above the cursor's line."""
+    if kept is not None and cursor_line - kept in keep:
+        return kept
+    return max(0, (cursor_line - above) // step * step)
 
 
 def _nth(s: str, ch: str, n: int) -> int:

@@ -10,8 +10,11 @@ call.
 from __future__ import annotations
 
 import collections
+import functools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from .languages import line_comment
 
 
 @dataclass(frozen=True)
@@ -23,6 +26,75 @@ class Window:
     """The file's import lines above `first_line` (see `file_head`): the window no longer shows them."""
     near: int = 0
     """Where in `prefix` the lines nearest the cursor start (see `cursor_window`)."""
+    brackets: Brackets = field(default_factory=lambda: Brackets())
+    """The brackets the text before the cursor leaves open: a statement that goes on below it."""
+
+
+@dataclass(frozen=True)
+class Brackets:
+    """The brackets a text leaves open, strings and line comments skipped: where the cursor's
+    statement goes on past its line (a call's arguments, a signature's parameters, a literal's
+    items). Braces count only in languages whose line comment is not `//`: in the C family they
+    open blocks, which the block rule handles."""
+
+    comment: str = "#"
+    """The language's line-comment marker (languages.line_comment)."""
+    open: tuple[tuple[str, int], ...] = ()
+    """The open brackets, innermost last, each with the indentation of the line it is on."""
+    quote: str = ""
+    """The quote of the string literal the text ends inside, "" if none."""
+
+    def after(self, text: str) -> Brackets:
+        """The state at the end of `text`, read on from this one."""
+        stack, quote = list(self.open), self.quote
+        lexeme = _lexeme(self.comment)
+        pos, n = 0, len(text)
+        while pos < n:
+            if quote:
+                pos, quote = _string_end(text, pos, quote)
+                continue
+            m = lexeme.search(text, pos)
+            if m is None:
+                break
+            token, pos = m.group(), m.end()
+            if token in _OPENERS:
+                line = text.rfind("\n", 0, m.start()) + 1
+                stack.append((token, _indent(text[line : m.start()])))
+            elif token in _CLOSERS:
+                del stack[-1:]
+            elif token == self.comment:
+                end = text.find("\n", pos)
+                pos = n if end < 0 else end
+            else:
+                quote = token
+        return Brackets(self.comment, tuple(stack), quote)
+
+
+@functools.cache
+def _lexeme(comment: str) -> re.Pattern[str]:
+    brackets = r"[()\[\]]" if comment == "//" else r"[()\[\]{}]"
+    return re.compile(rf"\"\"\"|'''|[\"'`]|{brackets}|{re.escape(comment)}")
+
+
+def _string_end(text: str, pos: int, quote: str) -> tuple[int, str]:
+    """Where the string literal that `text` is inside at `pos` ends, and the quote still open
+    there: a triple-quoted or backquoted string runs over lines, others end with their line."""
+    m = _STRING_BODY[quote].match(text, pos)
+    end = m.end() if m else pos
+    if text.startswith(quote, end):
+        return end + len(quote), ""
+    if end < len(text) and text[end] == "\n":  # a one-line string left open
+        return end, ""
+    return len(text), quote
+
+
+_STRING_BODY = {
+    '"': re.compile(r'(?:[^"\\\n]|\\[\s\S])*'),
+    "'": re.compile(r"(?:[^'\\\n]|\\[\s\S])*"),
+    "`": re.compile(r"(?:[^`\\]|\\[\s\S])*"),
+    '"""': re.compile(r'(?:[^"\\]|\\[\s\S]|"(?!""))*'),
+    "'''": re.compile(r"(?:[^'\\]|\\[\s\S]|'(?!''))*"),
+}
 
 
 def cursor_window(
@@ -35,6 +107,7 @@ def cursor_window(
     near_lines: int = 8,
     kept_near: int | None = None,
     near_growth: int = 32,
+    comment: str = "#",
 ) -> Window:
     """The text around the cursor that goes in the request tail: at least `prefix_lines` whole lines
     above the cursor's line and `suffix_lines` below.
@@ -56,6 +129,10 @@ def cursor_window(
     them, which would reprocess the suffix and all of them every `near_lines` lines, and a cursor
     back on a line or two above a fresh start (a line opened, then the one above edited; a preload
     aims at the line after an edit) keeps it too.
+
+    The whole text before the cursor is read for the brackets it leaves open (`comment`, the
+    language's line comment, marks what to skip): the window may begin inside a statement or a
+    string, the file does not.
     """
     before, after = text[:offset], text[offset:]
     cursor_line = before.count("\n")
@@ -67,7 +144,8 @@ def cursor_window(
         cursor_line, near_lines, near_lines, kept_near, range(near_lines // 2, near_lines + near_growth)
     )
     near = _nth(prefix, "\n", near_line - first) if near_line > first else 0
-    return Window(prefix, after[:end], first, file_head(before[:start]), near)
+    brackets = Brackets(comment).after(before)
+    return Window(prefix, after[:end], first, file_head(before[:start]), near, brackets)
 
 
 _IMPORT = re.compile(
@@ -114,7 +192,9 @@ class WindowStarts:
     def window(self, uri: str, text: str, offset: int) -> Window:
         lines = text.split("\n")
         first, near = self._last.get(uri, (None, None))
-        window = cursor_window(text, offset, kept=self._find(first, lines), kept_near=self._find(near, lines))
+        window = cursor_window(
+            text, offset, kept=self._find(first, lines), kept_near=self._find(near, lines), comment=line_comment(uri)
+        )
         near_line = window.first_line + window.prefix.count("\n", 0, window.near)
         self._last[uri] = (self._key(window.first_line, lines), self._key(near_line, lines))
         return window
@@ -164,14 +244,21 @@ class StopRule:
     A block is expected after a line that opens one (the cursor at the end of `def f():`, or on an
     empty line below it) and on an empty line at the top level (a new statement, function or class);
     it ends where a line dedents out of it, or, at the top level, at a blank line after a finished
-    statement. Anywhere else, text before the cursor on its line (a statement being written) or
-    after it (mid-line), or an empty line in a body, the completion is that one line: what the user
-    is writing, shown without waiting for lines that nobody asked for.
+    statement. Where a parenthesis is open at the cursor (a call's arguments, a signature's
+    parameters, a condition over several lines), the completion goes on to the line that closes it:
+    the rest of a unit the user writes at once; not if its first line is empty (the cursor's line
+    was done). Inside a literal's brackets it is one line, one item: a list grows an item at a time,
+    and a line ending in `:` there is a key, not a block. Anywhere else, text before the cursor on
+    its line (a statement being written) or after it (mid-line), or an empty line in a body, the
+    completion is that one line: what the user is writing, shown without waiting for lines that
+    nobody asked for.
     """
 
     single_line: bool
     block_indent: int
-    """Lines indented less than this end the block."""
+    """Lines indented less than this end the block (or the statement)."""
+    statement: Brackets | None = None
+    """The brackets open at the cursor, when the completion goes on to close the innermost one."""
 
     @classmethod
     def at(cls, window: Window) -> StopRule:
@@ -179,8 +266,11 @@ class StopRule:
         current = window.prefix.rsplit("\n", 1)[-1]
         if line_after.strip():
             return cls(single_line=True, block_indent=_indent(current))
+        brackets = window.brackets
+        if brackets.open and brackets.open[-1][0] == "(":
+            return cls(single_line=False, block_indent=brackets.open[-1][1], statement=brackets)
         if current.strip():  # after text: a block only when the line opens one (its body)
-            opens = current.rstrip().endswith(":")
+            opens = not brackets.open and current.rstrip().endswith(":")  # not a dict's key
             return cls(single_line=not opens, block_indent=_indent(current) + 1)
         # an empty line: the block is the one the previous non-empty line opens or continues
         previous = next((ln for ln in reversed(window.prefix.split("\n")[:-1]) if ln.strip()), "")
@@ -194,6 +284,8 @@ class StopRule:
         if self.single_line:
             nl = generated.find("\n")
             return nl if nl >= 0 else None
+        if self.statement is not None:
+            return self._statement_end(generated, final)
         lines = generated.split("\n")
         pos = len(lines[0]) + 1
         for i, line in enumerate(lines[1:], start=1):
@@ -202,6 +294,25 @@ class StopRule:
                 return pos - 1
             if complete and not line.strip() and self.block_indent == 0 and lines[i - 1].strip():
                 return pos - 1
+            pos += len(line) + 1
+        return None
+
+    def _statement_end(self, generated: str, final: bool) -> int | None:
+        """`cut` inside a parenthesis: through the line that closes it; before a blank line or one
+        that dedents below the line it opened on; nothing when the first line is empty."""
+        assert self.statement is not None
+        brackets, depth, pos = self.statement, len(self.statement.open), 0
+        lines = generated.split("\n")
+        for i, line in enumerate(lines):
+            if not (final or i < len(lines) - 1):
+                return None  # the last piece may still grow
+            if i == 0 and not line.strip():
+                return 0
+            if i > 0 and (not line.strip() or _indent(line) < self.block_indent):
+                return pos - 1
+            brackets = brackets.after(line + "\n")
+            if len(brackets.open) < depth:
+                return pos + len(line)
             pos += len(line) + 1
         return None
 

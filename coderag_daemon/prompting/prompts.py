@@ -30,7 +30,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
-from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Literal, Protocol
 
 import jinja2
@@ -38,6 +37,7 @@ import numpy as np
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from ..settings import default_of
+from .languages import line_comment
 
 if TYPE_CHECKING:
     from ..engine.model import SpecialTokens
@@ -60,39 +60,6 @@ _TAIL_MARKUP = 256
 
 # Control tokens that end a generation in any family that has them (besides the layout's own ids).
 _STOP_TEXTS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<end_of_turn>", "<|eot_id|>")
-
-# Line-comment syntax for the path header of the text layouts; C-style is the common default.
-_COMMENT = {
-    ".py": "#",
-    ".pyi": "#",
-    ".sh": "#",
-    ".bash": "#",
-    ".rb": "#",
-    ".pl": "#",
-    ".r": "#",
-    ".jl": "#",
-    ".toml": "#",
-    ".yaml": "#",
-    ".yml": "#",
-    ".cfg": "#",
-    ".ini": "#",
-    ".mk": "#",
-    ".cmake": "#",
-    ".nim": "#",
-    ".ex": "#",
-    ".exs": "#",
-    ".lua": "--",
-    ".sql": "--",
-    ".hs": "--",
-    ".elm": "--",
-    ".lisp": ";",
-    ".clj": ";",
-    ".el": ";",
-    ".scm": ";",
-    ".tex": "%",
-    ".erl": "%",
-    ".m": "%",
-}
 
 # Message contents are replaced by these marks while the chat template renders, then spliced back
 # as tokens: private-use characters, which no template trims or escapes.
@@ -437,7 +404,7 @@ def chat_note(path: str, line: int | None = None, selected: str = "") -> str:
 
 
 def _header(path: str) -> str:
-    return f"{_COMMENT.get(PurePosixPath(path).suffix.lower(), '//')} {path}\n"
+    return f"{line_comment(path)} {path}\n"
 
 
 def _successor(text: bytes) -> bytes | None:

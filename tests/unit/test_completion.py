@@ -180,6 +180,58 @@ def test_a_statement_being_written_is_completed_to_its_end_only() -> None:
     assert not StopRule.at(Window("import os\n\n", "")).single_line  # top level: a new def, a class...
 
 
+def _rule_at_end(before: str, after: str = "") -> StopRule:
+    return StopRule.at(cursor_window(before + after, len(before)))
+
+
+def test_a_statement_left_open_goes_on_to_the_line_that_closes_it() -> None:
+    rule = _rule_at_end("class E(ValueError):\n    def __init__(\n        self,\n        ms")
+    params = "g: str = D,\n        *args: Any,\n    ):"
+    assert rule.cut(params + "\n        if args:\n") == len(params)  # the signature, not the body
+    assert rule.cut(params[:-3]) is None  # the last piece may still grow
+    call = _rule_at_end("def f():\n    raise E(")
+    assert call.cut('"bad", src, pos)\n    return\n') == len('"bad", src, pos)')  # closed on its line
+    assert call.cut('\n        "bad", src, pos\n    )\n') == 0  # the line is done at the cursor: nothing
+    on_empty = _rule_at_end("def f():\n    warn(\n        'a',\n        ")
+    assert on_empty.cut("DeprecationWarning,\n        stacklevel=2,\n    )\n    x\n") == len(
+        "DeprecationWarning,\n        stacklevel=2,\n    )"
+    )
+
+
+def test_a_statement_ends_before_a_blank_line_or_a_dedent_out_of_it() -> None:
+    rule = _rule_at_end("def f():\n    x = g(\n        a,")
+    assert rule.cut(" b,\n        c,\n\n    y = 2\n") == len(" b,\n        c,")
+    assert rule.cut(" b,\ny = 2\n") == len(" b,")
+    assert rule.cut_short(" b,\n        c,\n        d") == " b,\n        c,"  # a budget cut: whole lines
+
+
+def test_brackets_in_strings_and_comments_do_not_count() -> None:
+    assert _rule_at_end('x = ")" + f(\n    "(", # (\n    ').statement is not None
+    assert _rule_at_end("x = f(\"a)\", '(')  # f(\ny = ").single_line
+    doc = 'def f():\n    """Note.\n' + "\n" * 100 + '    See g(x.\n    """\n    y = '
+    assert cursor_window(doc, len(doc)).first_line > 1  # the window begins inside the docstring
+    assert _rule_at_end(doc).single_line  # its text is no statement: the whole file is read
+    assert _rule_at_end('s = """(\n\n"""\ny = ').single_line
+    inside = _rule_at_end('raise E("Cannot overw')
+    assert inside.cut('rite", src)\nnext\n') == len('rite", src)')
+
+
+def test_inside_a_literal_the_completion_is_one_item() -> None:
+    assert _rule_at_end('__all__ = [\n    "Base",\n    "Acq').single_line
+    assert _rule_at_end("CONFIG = {\n    'a': 1,\n    'b':").single_line  # a key, not a block
+    inner = _rule_at_end("ITEMS = [\n    make(\n        1,")  # a call inside the literal
+    assert inner.cut(" 2,\n    ),\n    make(\n") == len(" 2,\n    ),")
+
+
+def test_braces_open_blocks_in_languages_with_c_comments() -> None:
+    js = "function f(a) {\n  const x = g("
+    rule = StopRule.at(WindowStarts().window("file:///p/a.js", js, len(js)))
+    assert rule.statement is not None and rule.statement.open == (("(", 2),)
+    py = "CONFIG = {\n    'a': f("
+    rule = StopRule.at(WindowStarts().window("file:///p/a.py", py, len(py)))
+    assert rule.statement is not None and [b for b, _ in rule.statement.open] == ["{", "("]
+
+
 def test_top_level_statement_stops_at_blank_line() -> None:
     rule = StopRule.at(Window("import os\n", ""))
     assert rule.cut("import sys\n\nimport re\n") == len("import sys")

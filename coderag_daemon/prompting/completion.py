@@ -1,10 +1,10 @@
 """Inline completion: what to ask the model, when to stop it, and what to show.
 
 Plain text logic, no model: the cursor's prefix/suffix windows, the stop rule (end of the current
-line when text follows the cursor, else end of the block by indentation), what a suggestion inserts
-(the generated text after the typed text the model had to write again), trimming text that the
-suffix already holds, and the cache that answers typing through a shown suggestion without a model
-call.
+line, of the block by indentation where one is expected, or of an open parenthesis), what a
+suggestion inserts (the generated text after the typed text the model had to write again), trimming
+text that the suffix already holds, and the cache that answers typing through a shown suggestion
+without a model call.
 """
 
 from __future__ import annotations

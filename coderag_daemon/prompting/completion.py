@@ -12,22 +12,9 @@ from __future__ import annotations
 import collections
 import functools
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .languages import line_comment
-
-
-@dataclass(frozen=True)
-class Window:
-    prefix: str
-    suffix: str
-    first_line: int = 0  # the document line the prefix starts on
-    head: str = ""
-    """The file's import lines above `first_line` (see `file_head`): the window no longer shows them."""
-    near: int = 0
-    """Where in `prefix` the lines nearest the cursor start (see `cursor_window`)."""
-    brackets: Brackets = field(default_factory=lambda: Brackets())
-    """The brackets the text before the cursor leaves open: a statement that goes on below it."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +55,19 @@ class Brackets:
             else:
                 quote = token
         return Brackets(self.comment, tuple(stack), quote)
+
+
+@dataclass(frozen=True)
+class Window:
+    prefix: str
+    suffix: str
+    first_line: int = 0  # the document line the prefix starts on
+    head: str = ""
+    """The file's import lines above `first_line` (see `file_head`): the window no longer shows them."""
+    near: int = 0
+    """Where in `prefix` the lines nearest the cursor start (see `cursor_window`)."""
+    brackets: Brackets = Brackets()
+    """The brackets the text before the cursor leaves open: a statement that goes on below it."""
 
 
 @functools.cache

@@ -44,8 +44,9 @@ class Scenario:
 
     name: str
     kind: str
-    """'mid-line' (text after the cursor: a single line is wanted), 'after-def' (the end of a new
-    `def` line: a block is wanted) or 'new-line' (a new line after its indentation)."""
+    """One of KINDS: 'mid-line' (text after the cursor: a single line is wanted), 'after-def' (the end
+    of a new `def` line: a block is wanted), 'new-line' (a new line after its indentation) or
+    'in-paren' (a new line inside an open parenthesis: the statement up to its closing line)."""
     after: str
     typed: str
     remove: str = ""
@@ -63,6 +64,8 @@ class Scenario:
             raise ValueError(f"{self.name}: {self.remove!r} does not follow {self.after!r}")
         return {**asdict(self), "line": line, "column": column}
 
+
+KINDS = ("mid-line", "after-def", "new-line", "in-paren")
 
 FILE = "tasktrack/config.py"
 """About a thousand tokens of the default model: the one file open in every trial."""
@@ -98,6 +101,15 @@ SCENARIOS = (
     Scenario(
         "new-line-in-load", "new-line", "    env = os.environ if environ is None else environ", "if", insert="\n    "
     ),
+    Scenario(
+        "settings-arguments",
+        "in-paren",
+        "",
+        "sig",
+        insert="\n\ndef settings_for_tests() -> Settings:\n    return Settings(\n"
+        '        database_path=Path(":memory:"),\n        ',
+    ),
+    Scenario("float-parameters", "in-paren", "", "na", insert="\n\ndef _float(\n    env: Mapping[str, str],\n    "),
 )
 
 
@@ -108,7 +120,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="'default' (the daemon's default model), 'tiny' (the tests' random-weight model, to try the "
         "harnesses) or a GGUF file (default: %(default)s)",
     )
-    parser.add_argument("--trials", type=int, default=20, help="trials per editor (default: %(default)s)")
+    parser.add_argument(
+        "--trials", type=int, default=2 * len(SCENARIOS), help="trials per editor (default: %(default)s)"
+    )
     parser.add_argument("--editors", default=",".join(EDITORS), help="comma-separated (default: %(default)s)")
     parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="write every trial here")
     parser.add_argument(
@@ -206,7 +220,7 @@ def report(summaries: list[dict[str, Any]], trials: list[dict[str, Any]]) -> Non
             f"{_seconds(s['freshP95'])} | {s['single']} | {s['block']} | {s['midLineBlocks']} |"
         )
     print()
-    for kind in ("mid-line", "after-def", "new-line"):
+    for kind in KINDS:
         cells = []
         for s in summaries:
             of_kind = [t for t in trials if t["editor"] == s["editor"] and t["kind"] == kind]

@@ -248,10 +248,11 @@ class StopRule:
     parameters, a condition over several lines), the completion goes on to the line that closes it:
     the rest of a unit the user writes at once; not if its first line is empty (the cursor's line
     was done). Inside a literal's brackets it is one line, one item: a list grows an item at a time,
-    and a line ending in `:` there is a key, not a block. Anywhere else, text before the cursor on
-    its line (a statement being written) or after it (mid-line), or an empty line in a body, the
-    completion is that one line: what the user is writing, shown without waiting for lines that
-    nobody asked for.
+    and a line ending in `:` there is a key, not a block; only the empty line right after the
+    opening bracket gets the block that bracket opens, the items before its closing line. Anywhere
+    else, text before the cursor on its line (a statement being written) or after it (mid-line), or
+    an empty line in a body, the completion is that one line: what the user is writing, shown
+    without waiting for lines that nobody asked for.
     """
 
     single_line: bool

@@ -219,6 +219,8 @@ def test_brackets_in_strings_and_comments_do_not_count() -> None:
 def test_inside_a_literal_the_completion_is_one_item() -> None:
     assert _rule_at_end('__all__ = [\n    "Base",\n    "Acq').single_line
     assert _rule_at_end("CONFIG = {\n    'a': 1,\n    'b':").single_line  # a key, not a block
+    first = _rule_at_end("__all__ = [\n    ")  # the line after the bracket: the block it opens
+    assert first.cut('"a",\n    "b",\n]\nx\n') == len('"a",\n    "b",')
     inner = _rule_at_end("ITEMS = [\n    make(\n        1,")  # a call inside the literal
     assert inner.cut(" 2,\n    ),\n    make(\n") == len(" 2,\n    ),")
 
